@@ -1,0 +1,120 @@
+"""Public convolution functions: ``conv``, ``conv1d``, ``conv2d``, ``conv3d``.
+
+Each call is: validate and normalise once (:func:`jaxconv._spec.conv_spec`), then
+one jitted core keyed on the hashable spec: pre-pad with the padding mode, the
+implementation's forward kernel, the bias.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxconv import _registry
+from jaxconv._padding import pad_trailing
+from jaxconv._spec import ConvSpec, conv_spec
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -> jax.Array:
+    """Batched convolution for a validated `spec`."""
+    x = pad_trailing(x, spec.mode_padding, spec.padding_mode)
+    y = _registry.get_impl(spec.impl).forward(x, w, spec)
+    if b is not None:
+        y = y + b.reshape((-1,) + (1,) * spec.rank)
+    return y
+
+
+def _conv(fn: str, rank: int | None, input, weight, bias, stride, padding, dilation, groups,
+          padding_mode, impl, precision) -> jax.Array:
+    spec, batched = conv_spec(
+        fn, input, weight, bias, stride, padding, dilation, groups, padding_mode, impl,
+        precision, rank=rank,
+    )
+    x = jnp.asarray(input)
+    y = conv_core(x if batched else x[None], jnp.asarray(weight),
+                  None if bias is None else jnp.asarray(bias), spec)
+    return y if batched else y[0]
+
+
+_DOC = """{rank_title} convolution with the semantics of ``torch.nn.functional.{torch_fn}``
+    and ``torch.nn.{torch_cls}``'s ``padding_mode``.
+
+    Computes ``y[n, o] = bias[o] + Σ_{{c ∈ group(o)}} weight[o, c] ⋆ input[n, c]``
+    (cross-correlation, as in PyTorch).
+
+    Args:
+      input: ``(N, C_in, *spatial)``, or unbatched ``(C_in, *spatial)``.
+      weight: ``(C_out, C_in // groups, *kernel)``.{rank_note}
+      bias: ``(C_out,)`` or ``None``.
+      stride: int or tuple of one int per spatial axis, >= 1.
+      padding: int or tuple (the same amount on both sides of each axis), or
+        ``"valid"`` (none) or ``"same"`` (output size = input size; the total
+        ``dilation * (k - 1)`` is split with the odd extra on the high side;
+        needs stride 1).
+      dilation: int or tuple, >= 1.
+      groups: >= 1, divides ``C_in`` and ``C_out``; ``groups == C_in`` is depthwise.
+      padding_mode: how the padding is filled, as ``nn.ConvNd`` does it (pad the
+        input, then convolve without padding). On ``1234`` padded by 2:
+        ``"zeros"`` ``00123400``, ``"reflect"`` ``32123432`` (pad < size),
+        ``"replicate"`` ``11123444``, ``"circular"`` ``34123412`` (pad <= size).
+      impl: ``"auto"`` or a name from :func:`jaxconv.available_impls`.
+      precision: passed to the XLA dot/conv: ``None``, a ``jax.lax.Precision``,
+        ``"default"``, ``"high"`` or ``"highest"``.
+
+    Returns:
+      ``(N, C_out, *out)``, or ``(C_out, *out)`` for unbatched input, in the
+      input's dtype.
+
+    Shape:
+      ``out = (in + pad_lo + pad_hi - dilation * (kernel - 1) - 1) // stride + 1``.
+
+    Raises:
+      TypeError: an argument of the wrong kind (non-array, non-int, float
+        padding, unsupported or mismatched dtypes).
+      ValueError: a bad value (ranks, channels, groups, non-positive stride or
+        dilation, negative padding, unknown padding string, mode or impl,
+        'same' with stride > 1, pads past PyTorch's reflect/circular limits, a
+        kernel larger than the padded input, bias shape, tuple lengths).
+    """
+
+
+def conv(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+         dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
+         impl: str = "auto", precision: Any = None) -> jax.Array:
+    return _conv("conv", None, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, impl, precision)
+
+
+def conv1d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
+           impl: str = "auto", precision: Any = None) -> jax.Array:
+    return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, impl, precision)
+
+
+def conv2d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
+           impl: str = "auto", precision: Any = None) -> jax.Array:
+    return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, impl, precision)
+
+
+def conv3d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
+           impl: str = "auto", precision: Any = None) -> jax.Array:
+    return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, impl, precision)
+
+
+conv.__doc__ = _DOC.format(
+    rank_title="N-d", torch_fn="conv1d/conv2d/conv3d", torch_cls="ConvNd",
+    rank_note=" The spatial rank is ``weight.ndim - 2`` (any rank >= 1;\n"
+    "        PyTorch stops at 3).",
+)
+for _f, _r in ((conv1d, 1), (conv2d, 2), (conv3d, 3)):
+    _f.__doc__ = _DOC.format(rank_title=f"{_r}-d", torch_fn=f"conv{_r}d",
+                             torch_cls=f"Conv{_r}d", rank_note="")

@@ -1,0 +1,132 @@
+"""Padding with PyTorch's semantics: ``jaxconv.pad`` and the conv pre-pad step.
+
+Non-constant modes are one static index map per padded axis, applied with a
+gather (``jnp.take``); its autodiff adjoint is the matching scatter-add, which
+folds the gradient of every copied border element back onto its source. For an
+axis of size ``n`` padded by ``(lo, hi)`` the output reads source position
+``src(j)`` for ``j`` in ``range(-lo, n + hi)``:
+
+=========  ==========================================  ======================
+mode       ``src(j)``                                  ``1234`` by ``(2, 2)``
+=========  ==========================================  ======================
+reflect    mirror about 0 and n-1, edge not repeated   ``32123432``
+replicate  ``clip(j, 0, n - 1)``                       ``11123444``
+circular   ``j mod n`` over the cropped axis           ``34123412``
+=========  ==========================================  ======================
+
+Negative pads crop, as in PyTorch; circular wraps over the cropped axis (that is
+what PyTorch does). Constant padding is ``lax.pad``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv._spec import Pairs, _fail, as_int, check_array, check_mode_padding
+
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+@functools.cache
+def source_index(mode: str, n: int, lo: int, hi: int) -> np.ndarray:
+    """Static source positions for one axis of size `n` padded by `(lo, hi)`."""
+    j = np.arange(-lo, n + hi)
+    if mode == "reflect":
+        j = np.abs(j)
+        return np.where(j > n - 1, 2 * (n - 1) - j, j)
+    if mode == "replicate":
+        return np.clip(j, 0, n - 1)
+    if mode == "circular":
+        start, stop = max(-lo, 0), n - max(-hi, 0)
+        return start + np.mod(j - start, max(stop - start, 1))
+    raise AssertionError(mode)
+
+
+def pad_trailing(x: jnp.ndarray, pads: Pairs, mode: str, value: Any = 0.0) -> jnp.ndarray:
+    """Pad the last ``len(pads)`` axes of `x` by validated ``(lo, hi)`` pairs."""
+    if all(lo == 0 and hi == 0 for lo, hi in pads):
+        return x
+    first = x.ndim - len(pads)
+    if mode in ("constant", "zeros"):
+        config = [(0, 0, 0)] * first + [(lo, hi, 0) for lo, hi in pads]
+        return lax.pad(x, jnp.asarray(value, x.dtype), config)
+    for axis, (lo, hi) in enumerate(pads, start=first):
+        if lo or hi:
+            x = jnp.take(x, source_index(mode, x.shape[axis], lo, hi), axis=axis)
+    return x
+
+
+def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None) -> jnp.ndarray:
+    """Pad an array like :func:`torch.nn.functional.pad`.
+
+    `pad` lists ``(lo, hi)`` amounts starting from the **last** dimension:
+    ``(left, right)`` pads the last axis, ``(left, right, top, bottom)`` the last
+    two, and so on. Negative amounts crop.
+
+    Modes, on ``1234`` padded by ``(2, 2)``:
+
+    * ``"constant"``: ``vv1234vv`` with ``v = value`` (default 0).
+    * ``"reflect"``: ``32123432``; each pad must be < that dimension's size.
+    * ``"replicate"``: ``11123444``; the padded dimension must be non-empty.
+    * ``"circular"``: ``34123412``; each pad must be <= that dimension's size.
+
+    jaxconv goes further than PyTorch in one respect: non-constant modes accept
+    any number of trailing dimensions (PyTorch allows only 1 to 3, and only on
+    2-d to 5-d inputs).
+
+    Args:
+      input: array of any rank.
+      pad: tuple of ``2 * m`` ints, ``m <= input.ndim``.
+      mode: ``"constant"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+      value: fill value for ``"constant"``; other modes take none.
+
+    Returns:
+      The padded array, with the input's dtype.
+
+    Raises:
+      TypeError: `input` is not an array, or `pad` holds non-integers.
+      ValueError: odd or too long `pad`, unknown `mode`, a `value` with a
+        non-constant mode, or pads past PyTorch's limits.
+    """
+    fn = "pad"
+    check_array(fn, "input", input)
+    if not isinstance(mode, str) or mode not in PAD_MODES:
+        raise _fail(ValueError, fn, f"`mode` must be one of {PAD_MODES}, got mode={mode!r}.")
+    if isinstance(pad, (str, bytes)) or not hasattr(pad, "__len__"):
+        raise _fail(TypeError, fn, f"`pad` must be a tuple of ints, got pad={pad!r}.")
+    amounts = tuple(as_int(fn, "pad", p) for p in pad)
+    if len(amounts) % 2:
+        raise _fail(
+            ValueError, fn, f"`pad` length must be divisible by 2, got pad={tuple(pad)!r}."
+        )
+    if len(amounts) > 2 * input.ndim:
+        raise _fail(
+            ValueError,
+            fn,
+            f"`pad` has {len(amounts)} entries but a {input.ndim}-d input allows at "
+            f"most {2 * input.ndim}, got pad={tuple(pad)!r}.",
+        )
+    if mode != "constant" and value is not None:
+        raise _fail(
+            ValueError, fn, f"mode={mode!r} doesn't take a `value`, got value={value!r}."
+        )
+    # pad[0:2] is the last axis: reverse into first-to-last order.
+    pairs = tuple((amounts[2 * i], amounts[2 * i + 1]) for i in range(len(amounts) // 2))[::-1]
+    first = input.ndim - len(pairs)
+    sizes = input.shape[first:]
+    for axis, n, (lo, hi) in zip(range(first, input.ndim), sizes, pairs, strict=True):
+        if n + lo + hi < 0:
+            raise _fail(
+                ValueError,
+                fn,
+                f"pad ({lo}, {hi}) at dimension {axis} crops more than its size ({n}).",
+            )
+    if mode != "constant":
+        check_mode_padding(fn, "pad", mode, sizes, pairs, range(first, input.ndim))
+    x = jnp.asarray(input)
+    return pad_trailing(x, pairs, mode, 0.0 if value is None else value)

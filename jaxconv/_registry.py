@@ -1,0 +1,73 @@
+"""Implementations as peers behind one contract, and the ``impl=`` switch.
+
+An implementation is three kernels over an already mode-padded, batched input
+``x`` of shape ``(N, C_in, *S)``, a weight ``w`` of shape
+``(C_out, C_in // groups, *K)`` and a :class:`~jaxconv._spec.ConvSpec`:
+
+* ``forward(x, w, spec) -> y``: the convolution with ``spec.zero_padding``,
+  stride, dilation and groups (no bias), ``y`` of shape ``(N, C_out, *P)``;
+* ``input_grad(g, w, spec, in_spatial) -> dx``: the adjoint of ``forward`` in
+  ``x`` (the transposed convolution), ``dx`` of shape ``(N, C_in, *in_spatial)``;
+* ``weight_grad(x, g, spec, kernel) -> dw``: the adjoint of ``forward`` in
+  ``w``, ``dw`` of shape ``(C_out, C_in // groups, *kernel)``.
+
+Adding an implementation is one module that calls :func:`register_impl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from jaxconv._spec import ConvSpec, _fail
+
+Kernel = Callable[..., Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Impl:
+    """One way to compute a convolution: forward, input-gradient and weight-gradient kernels."""
+
+    name: str
+    forward: Kernel
+    input_grad: Kernel
+    weight_grad: Kernel
+    description: str = ""
+
+
+_REGISTRY: dict[str, Impl] = {}
+
+
+def register_impl(impl: Impl) -> Impl:
+    """Make `impl` selectable as ``impl=impl.name``; returns it."""
+    if impl.name == "auto":
+        raise ValueError("jaxconv.register_impl: 'auto' is reserved for automatic selection.")
+    if impl.name in _REGISTRY:
+        raise ValueError(f"jaxconv.register_impl: impl {impl.name!r} is already registered.")
+    _REGISTRY[impl.name] = impl
+    return impl
+
+
+def available_impls() -> tuple[str, ...]:
+    """Names accepted by ``impl=``, besides ``"auto"``."""
+    return tuple(_REGISTRY)
+
+
+def get_impl(name: str) -> Impl:
+    return _REGISTRY[name]
+
+
+def choose_auto(spec: ConvSpec, input_shape, weight_shape, dtype) -> str:
+    """The implementation ``impl="auto"`` picks: lax, the portable choice on every backend."""
+    del spec, input_shape, weight_shape, dtype
+    return "lax"
+
+
+def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape, dtype) -> str:
+    if impl == "auto":
+        return choose_auto(spec, input_shape, weight_shape, dtype)
+    if isinstance(impl, str) and impl in _REGISTRY:
+        return impl
+    choices = ("auto", *_REGISTRY)
+    raise _fail(ValueError, fn, f"`impl` must be one of {choices}, got impl={impl!r}.")

@@ -1,0 +1,359 @@
+"""The canonical description of a convolution, and the one step that builds it.
+
+Every public entry point calls :func:`conv_spec` exactly once, before anything
+is traced. It validates every argument against PyTorch's rules and returns a
+frozen, hashable :class:`ConvSpec` that implementations receive and that is the
+static argument of the jitted core. Implementations never re-parse or re-check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_STRINGS = ("same", "valid")
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+Pairs = tuple[tuple[int, int], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """A validated, canonical convolution configuration (hashable, jit-static).
+
+    Attributes:
+      rank: number of spatial dimensions.
+      stride: per spatial axis, >= 1.
+      padding: ``(low, high)`` per spatial axis, >= 0. ``"same"`` and
+        ``"valid"`` are already resolved here.
+      dilation: per spatial axis, >= 1.
+      groups: >= 1, divides both channel counts.
+      padding_mode: how ``padding`` is filled: one of :data:`PADDING_MODES`.
+      impl: the registered implementation that computes it (never ``"auto"``).
+      precision: a :class:`jax.lax.Precision` (or pair of them), or ``None``.
+    """
+
+    rank: int
+    stride: tuple[int, ...]
+    padding: Pairs
+    dilation: tuple[int, ...]
+    groups: int
+    padding_mode: str = "zeros"
+    impl: str = "lax"
+    precision: Any = None
+
+    @property
+    def zero_padding(self) -> Pairs:
+        """Zero padding the implementation applies itself (none unless mode is zeros)."""
+        if self.padding_mode == "zeros":
+            return self.padding
+        return ((0, 0),) * self.rank
+
+    @property
+    def mode_padding(self) -> Pairs:
+        """Padding applied beforehand by :func:`jaxconv.pad` (reflect/replicate/circular)."""
+        if self.padding_mode == "zeros":
+            return ((0, 0),) * self.rank
+        return self.padding
+
+    def output_spatial(self, in_spatial: Sequence[int], kernel: Sequence[int]) -> tuple[int, ...]:
+        """PyTorch's output size: ``(in + lo + hi - dilation * (k - 1) - 1) // stride + 1``."""
+        return tuple(
+            (n + lo + hi - d * (k - 1) - 1) // s + 1
+            for n, (lo, hi), d, k, s in zip(
+                in_spatial, self.padding, self.dilation, kernel, self.stride, strict=True
+            )
+        )
+
+
+def _fail(cls: type[Exception], fn: str, message: str) -> Exception:
+    return cls(f"jaxconv.{fn}: {message}")
+
+
+def check_array(fn: str, name: str, value: Any) -> None:
+    """`value` must be an array-like with a shape and a dtype (jax, numpy, tracer)."""
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        raise _fail(
+            TypeError,
+            fn,
+            f"`{name}` must be an array (jax.Array or numpy.ndarray), "
+            f"got {type(value).__name__}.",
+        )
+
+
+def check_dtype(fn: str, name: str, dtype: Any) -> None:
+    if jnp.dtype(dtype).name not in DTYPES:
+        raise _fail(
+            TypeError,
+            fn,
+            f"`{name}` has dtype {jnp.dtype(dtype).name}; supported dtypes are "
+            f"{', '.join(DTYPES)}.",
+        )
+
+
+def as_int(fn: str, name: str, value: Any) -> int:
+    """An integer argument: Python or NumPy ints, not bools, floats or arrays."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _fail(TypeError, fn, f"`{name}` must be an int, got {value!r}.")
+    return operator.index(value)
+
+
+def int_tuple(fn: str, name: str, value: Any, rank: int) -> tuple[int, ...]:
+    """An int (repeated `rank` times) or a sequence of `rank` ints."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        items = tuple(value)
+        if len(items) != rank:
+            raise _fail(
+                ValueError,
+                fn,
+                f"`{name}` must be an int or a tuple of {rank} ints for a {rank}-d "
+                f"convolution, got {name}={value!r} of length {len(items)}.",
+            )
+        return tuple(as_int(fn, name, v) for v in items)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _fail(
+            TypeError,
+            fn,
+            f"`{name}` must be an int or a tuple of {rank} ints, got {value!r}.",
+        )
+    return (operator.index(value),) * rank
+
+
+def positive_tuple(fn: str, name: str, value: Any, rank: int) -> tuple[int, ...]:
+    out = int_tuple(fn, name, value, rank)
+    if any(v <= 0 for v in out):
+        raise _fail(ValueError, fn, f"`{name}` must be positive, got {name}={value!r}.")
+    return out
+
+
+def same_padding(kernel: Sequence[int], dilation: Sequence[int]) -> Pairs:
+    """PyTorch's 'same': total ``dilation * (k - 1)``, the odd extra on the high side."""
+    pairs = []
+    for k, d in zip(kernel, dilation, strict=True):
+        total = d * (k - 1)
+        pairs.append((total // 2, total - total // 2))
+    return tuple(pairs)
+
+
+def canonical_padding(
+    fn: str, padding: Any, rank: int, kernel: Sequence[int], dilation: Sequence[int],
+    stride: Sequence[int],
+) -> Pairs:
+    """int / tuple / 'same' / 'valid' -> ``(low, high)`` pairs."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * rank
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise _fail(
+                    ValueError,
+                    fn,
+                    "padding='same' is not supported for strided convolutions, "
+                    f"got stride={tuple(stride)!r}; use an explicit padding instead.",
+                )
+            return same_padding(kernel, dilation)
+        raise _fail(
+            ValueError,
+            fn,
+            f"`padding` string must be one of {PADDING_STRINGS}, got padding={padding!r}.",
+        )
+    pads = int_tuple(fn, "padding", padding, rank)
+    if any(p < 0 for p in pads):
+        raise _fail(
+            ValueError,
+            fn,
+            f"`padding` must be non-negative, got padding={padding!r}.",
+        )
+    return tuple((p, p) for p in pads)
+
+
+def canonical_precision(fn: str, precision: Any) -> Any:
+    if precision is None or isinstance(precision, lax.Precision):
+        return precision
+    if isinstance(precision, str):
+        try:
+            return lax.Precision(precision)
+        except ValueError:
+            pass
+    elif isinstance(precision, tuple) and len(precision) == 2:
+        return tuple(canonical_precision(fn, p) for p in precision)
+    raise _fail(
+        ValueError,
+        fn,
+        "`precision` must be None, a jax.lax.Precision, one of 'default', 'high', "
+        f"'highest', or a pair of those, got precision={precision!r}.",
+    )
+
+
+def check_mode_padding(
+    fn: str, name: str, mode: str, spatial: Sequence[int], pads: Pairs, axes: Sequence[int]
+) -> None:
+    """PyTorch's limits for non-constant padding (``jnp.pad`` would silently wrap again).
+
+    reflect: each pad < that input size; circular: each pad <= that size;
+    reflect, replicate and circular all need a non-empty padded dimension.
+    """
+    for n, (lo, hi), axis in zip(spatial, pads, axes, strict=True):
+        if lo == 0 and hi == 0:
+            continue
+        if n == 0:
+            raise _fail(
+                ValueError,
+                fn,
+                f"{mode} padding needs a non-empty dimension {axis}, got size 0 "
+                f"with {name}=({lo}, {hi}).",
+            )
+        if mode == "reflect" and (lo >= n or hi >= n):
+            raise _fail(
+                ValueError,
+                fn,
+                f"reflect padding ({lo}, {hi}) at dimension {axis} must be less than "
+                f"that input size ({n}), as in PyTorch.",
+            )
+        if mode == "circular" and (lo > n or hi > n):
+            raise _fail(
+                ValueError,
+                fn,
+                f"circular padding ({lo}, {hi}) at dimension {axis} wraps around more "
+                f"than once: each pad must be at most that input size ({n}).",
+            )
+
+
+def conv_spec(
+    fn: str,
+    input: Any,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+    padding_mode: Any,
+    impl: Any,
+    precision: Any,
+    rank: int | None = None,
+) -> tuple[ConvSpec, bool]:
+    """Validate a conv call and return its :class:`ConvSpec` and whether input is batched.
+
+    `rank` is the fixed spatial rank of ``conv1d``/``conv2d``/``conv3d``; ``None``
+    (``conv``) takes it from ``weight.ndim - 2``.
+    """
+    from jaxconv import _registry  # the registry imports this module
+
+    check_array(fn, "input", input)
+    check_array(fn, "weight", weight)
+    if bias is not None:
+        check_array(fn, "bias", bias)
+
+    if rank is None:
+        if weight.ndim < 3:
+            raise _fail(
+                ValueError,
+                fn,
+                "`weight` must have shape (C_out, C_in // groups, *kernel) with at "
+                f"least one spatial dimension, got weight.shape={tuple(weight.shape)}.",
+            )
+        rank = weight.ndim - 2
+    elif weight.ndim != rank + 2:
+        raise _fail(
+            ValueError,
+            fn,
+            f"`weight` must be {rank + 2}-d (C_out, C_in // groups, *kernel), got "
+            f"weight.shape={tuple(weight.shape)}.",
+        )
+    if input.ndim not in (rank + 1, rank + 2):
+        raise _fail(
+            ValueError,
+            fn,
+            f"expected {rank + 1}-d (unbatched) or {rank + 2}-d (batched) `input`, "
+            f"got input.shape={tuple(input.shape)}.",
+        )
+    batched = input.ndim == rank + 2
+    in_channels, *in_spatial = input.shape[1:] if batched else input.shape
+    out_channels, group_in, *kernel = weight.shape
+
+    check_dtype(fn, "input", input.dtype)
+    for name, arr in (("weight", weight), ("bias", bias)):
+        if arr is not None and jnp.dtype(arr.dtype) != jnp.dtype(input.dtype):
+            raise _fail(
+                TypeError,
+                fn,
+                f"`{name}` dtype {jnp.dtype(arr.dtype).name} must equal `input` dtype "
+                f"{jnp.dtype(input.dtype).name}.",
+            )
+
+    groups = as_int(fn, "groups", groups)
+    if groups <= 0:
+        raise _fail(ValueError, fn, f"`groups` must be positive, got groups={groups}.")
+    stride = positive_tuple(fn, "stride", stride, rank)
+    dilation = positive_tuple(fn, "dilation", dilation, rank)
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise _fail(
+            ValueError,
+            fn,
+            f"`padding_mode` must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}.",
+        )
+    pads = canonical_padding(fn, padding, rank, kernel, dilation, stride)
+    precision = canonical_precision(fn, precision)
+
+    if out_channels == 0 or any(k == 0 for k in kernel):
+        raise _fail(
+            ValueError,
+            fn,
+            f"`weight` must have non-zero output channels and kernel size, got "
+            f"weight.shape={tuple(weight.shape)}.",
+        )
+    if out_channels % groups:
+        raise _fail(
+            ValueError,
+            fn,
+            f"out channels (weight.shape[0]={out_channels}) must be divisible by "
+            f"`groups` (={groups}).",
+        )
+    if in_channels != group_in * groups:
+        raise _fail(
+            ValueError,
+            fn,
+            f"with groups={groups} and weight.shape={tuple(weight.shape)}, `input` must "
+            f"have {group_in * groups} channels, got {in_channels} "
+            f"(input.shape={tuple(input.shape)}).",
+        )
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise _fail(
+            ValueError,
+            fn,
+            f"`bias` must have shape ({out_channels},) to match weight.shape[0], got "
+            f"bias.shape={tuple(bias.shape)}.",
+        )
+    if padding_mode != "zeros":
+        spatial_axes = range(input.ndim - rank, input.ndim)
+        check_mode_padding(fn, "padding", padding_mode, in_spatial, pads, spatial_axes)
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(in_spatial, pads, strict=True))
+    extent = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel, strict=True))
+    if any(e > p for e, p in zip(extent, padded, strict=True)):
+        raise _fail(
+            ValueError,
+            fn,
+            f"padded input size {padded} is smaller than the dilated kernel size "
+            f"{extent} (kernel {tuple(kernel)}, dilation {dilation}); the kernel can't "
+            "be greater than the padded input.",
+        )
+
+    spec = ConvSpec(
+        rank=rank,
+        stride=stride,
+        padding=pads,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+        precision=precision,
+    )
+    resolved = _registry.resolve_impl(fn, impl, spec, input.shape, weight.shape, input.dtype)
+    return dataclasses.replace(spec, impl=resolved), batched
