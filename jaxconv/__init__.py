@@ -1,7 +1,14 @@
 """jaxconv: JAX convolutions with exactly PyTorch's semantics, computed more than one way."""
 
-from jaxconv import _lax  # noqa: F401  (registers impl="lax")
+from jaxconv import _lax  # noqa: F401  (registers impl="lax" first: it is the reference)
+
+# isort: split
+from jaxconv import (
+    _gather,  # noqa: F401  (registers impl="gather")
+    testing,
+)
 from jaxconv._conv import conv, conv1d, conv2d, conv3d
+from jaxconv._gather import get_memory_budget, set_memory_budget
 from jaxconv._padding import pad
 from jaxconv._registry import Impl, available_impls, register_impl
 from jaxconv._spec import ConvSpec
@@ -16,6 +23,9 @@ __all__ = [
     "conv1d",
     "conv2d",
     "conv3d",
+    "get_memory_budget",
     "pad",
     "register_impl",
+    "set_memory_budget",
+    "testing",
 ]

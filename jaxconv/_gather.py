@@ -1,0 +1,310 @@
+"""impl="gather": explicit im2col, with gathers, one einsum per kernel and col2im.
+
+No convolution primitive is used. Per spatial axis, with zero-padded input size
+``n + lo + hi``, kernel ``K``, stride ``s``, dilation ``d`` and output size ``P``,
+a static integer index array ::
+
+    idx[p, k] = p·s + k·d                                      shape (P, K)
+
+names the padded input position that output ``p`` reads through tap ``k``.
+Stride and dilation enter *only* here. Taking ``xp`` (the zero-padded input)
+at ``idx`` along every spatial axis gives the patches
+``X[b, c, p₁, k₁, p₂, k₂, …] = xp[b, c, idx₁[p₁, k₁], idx₂[p₂, k₂], …]``.
+
+In matrix notation, per group ``γ``: ``X`` is ``(N·P, C/G · K)`` (rows are
+(batch, output position), columns are (channel, tap); ``P``, ``K`` the products
+over axes), ``W`` is ``(O/G, C/G · K)`` and ``G`` (the output gradient) is
+``(N·P, O/G)``. The group is a batch dimension of every contraction::
+
+    y  = X Wᵀ      [N·P, CK] [O, CK] -> [N·P, O]                 (forward)
+    dW = Gᵀ X      [N·P, O] [N·P, CK] -> [O, CK]                 (weight grad)
+    dX = G W       [N·P, O] [O, CK]  -> [N·P, CK]                (patch grad)
+
+and the input gradient is ``dX`` sent back through the gather: col2im
+scatter-adds ``dX[b, c, p, k]`` onto ``xp[b, c, idx[p, k]]`` (overlapping
+windows sum; positions no window reads, e.g. the trailing ``(n + lo + hi -
+d(K-1) - 1) mod s`` rows, get zero), then the zero padding ``(lo, hi)`` is
+cropped away. That is exactly the adjoint of the forward in ``x``.
+
+Memory: the patch tensor is about ``prod(K) / prod(s)`` times the input, so every
+kernel runs over the batch in chunks whose largest gather tensor (the patch
+tensor, or an axis-by-axis intermediate or the padded input if larger; in the
+accumulation dtype for the patch gradient) stays under :func:`get_memory_budget`
+bytes (see :func:`set_memory_budget`); a single sample is never split.
+
+Half precision (float16, bfloat16): contractions accumulate in float32
+(``preferred_element_type``), as does the col2im scatter-add and the sum of
+weight-gradient chunks; results are cast back to the input dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv._registry import Impl, register_impl
+from jaxconv._spec import ConvSpec, Pairs, as_int
+
+_DEFAULT_MEMORY_BUDGET = 256 * 2**20
+_memory_budget = _DEFAULT_MEMORY_BUDGET
+
+
+def set_memory_budget(nbytes: int) -> None:
+    """Bound, in bytes, the patch tensor of one batch chunk (default 256 MiB).
+
+    A single sample is never split, so one sample's patches may exceed it.
+
+    The budget is read when a convolution is traced, so it affects newly traced
+    calls only: a shape already compiled under ``jit`` keeps its chunking.
+
+    Raises:
+      TypeError: `nbytes` is not an int.
+      ValueError: `nbytes` is not positive.
+    """
+    global _memory_budget
+    nbytes = as_int("set_memory_budget", "nbytes", nbytes)
+    if nbytes <= 0:
+        raise ValueError(
+            f"jaxconv.set_memory_budget: `nbytes` must be positive, got nbytes={nbytes}."
+        )
+    _memory_budget = nbytes
+
+
+def get_memory_budget() -> int:
+    """The current patch-tensor budget in bytes (see :func:`set_memory_budget`)."""
+    return _memory_budget
+
+
+# --- index arithmetic, once for every rank --------------------------------------------------
+
+@functools.lru_cache(maxsize=512)
+def window_indices(out: int, kernel: int, stride: int, dilation: int) -> np.ndarray:
+    """``idx[p, k] = p·stride + k·dilation``, shape ``(out, kernel)``, read-only."""
+    idx = np.arange(out)[:, None] * stride + np.arange(kernel)[None, :] * dilation
+    idx = idx.astype(np.int32)
+    idx.setflags(write=False)
+    return idx
+
+
+def _axis_indices(spec: ConvSpec, out_spatial: Sequence[int],
+                  kernel: Sequence[int]) -> list[np.ndarray]:
+    return [
+        window_indices(p, k, s, d)
+        for p, k, s, d in zip(out_spatial, kernel, spec.stride, spec.dilation, strict=True)
+    ]
+
+
+def _output_spatial(padded: Sequence[int], kernel: Sequence[int],
+                    spec: ConvSpec) -> tuple[int, ...]:
+    return tuple(
+        (n - d * (k - 1) - 1) // s + 1
+        for n, k, d, s in zip(padded, kernel, spec.dilation, spec.stride, strict=True)
+    )
+
+
+def _padded_spatial(spatial: Sequence[int], pads: Pairs) -> tuple[int, ...]:
+    return tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True))
+
+
+def _zero_pad(x: jax.Array, pads: Pairs) -> jax.Array:
+    return jnp.pad(x, ((0, 0), (0, 0), *pads))
+
+
+def _crop(x: jax.Array, pads: Pairs) -> jax.Array:
+    return x[(slice(None), slice(None),
+              *(slice(lo, n - hi) for n, (lo, hi) in zip(x.shape[2:], pads, strict=True)))]
+
+
+def im2col(xp: jax.Array, indices: Sequence[np.ndarray]) -> jax.Array:
+    """``(N, C, *S_padded) -> (N, C, P₁, K₁, …, P_r, K_r)``: gather one axis at a time."""
+    for i, idx in enumerate(indices):
+        # Axes before 2 + 2i are already (P, K) pairs; axis 2 + 2i is still S_i.
+        xp = jnp.take(xp, idx, axis=2 + 2 * i, mode="clip")  # in bounds: clip never clips
+    return xp
+
+
+def col2im(patches: jax.Array, indices: Sequence[np.ndarray], padded: Sequence[int]) -> jax.Array:
+    """Adjoint of :func:`im2col`: scatter-add ``(N, C, P₁, K₁, …)`` onto ``(N, C, *padded)``."""
+    for i in reversed(range(len(indices))):
+        # Axes after 2 + 2i + 1 are already padded input axes; (P_i, K_i) sit at 2 + 2i.
+        axis = 2 + 2 * i
+        shape = (*patches.shape[:axis], padded[i], *patches.shape[axis + 2:])
+        where = (slice(None),) * axis + (indices[i],)
+        patches = jnp.zeros(shape, patches.dtype).at[where].add(
+            patches, mode="promise_in_bounds")
+    return patches
+
+
+# --- einsum labels (integers, so any rank) --------------------------------------------------
+
+_BATCH, _GROUP, _IN, _OUT = range(4)
+
+
+def _out_labels(rank: int) -> list[int]:
+    return [4 + 2 * i for i in range(rank)]
+
+
+def _tap_labels(rank: int) -> list[int]:
+    return [5 + 2 * i for i in range(rank)]
+
+
+def _patch_labels(rank: int) -> list[int]:
+    """``(N, G, C/G, P₁, K₁, …, P_r, K_r)``, the layout :func:`im2col` produces."""
+    pairs = zip(_out_labels(rank), _tap_labels(rank), strict=True)
+    return [_BATCH, _GROUP, _IN, *(label for pair in pairs for label in pair)]
+
+
+def _grouped(a: jax.Array, axis: int, groups: int) -> jax.Array:
+    """Split axis `axis` of size C into ``(groups, C // groups)``."""
+    return a.reshape(*a.shape[:axis], groups, a.shape[axis] // groups, *a.shape[axis + 1:])
+
+
+def _ungrouped(a: jax.Array, axis: int) -> jax.Array:
+    """Merge axes `axis`, `axis + 1` (group, channel in group) back into one."""
+    return a.reshape(*a.shape[:axis], a.shape[axis] * a.shape[axis + 1], *a.shape[axis + 2:])
+
+
+def _accumulation_dtype(dtype: Any) -> Any:
+    """float32 for half types, else the dtype itself."""
+    return jnp.float32 if jnp.dtype(dtype).itemsize < 4 else dtype
+
+
+def _einsum(spec: ConvSpec, *operands_and_labels: Any) -> jax.Array:
+    dtype = operands_and_labels[0].dtype
+    return jnp.einsum(*operands_and_labels, precision=spec.precision,
+                      preferred_element_type=_accumulation_dtype(dtype))
+
+
+# --- batch chunking under the memory budget -------------------------------------------------
+
+def _largest_gather_elements(padded: Sequence[int], out_spatial: Sequence[int],
+                             kernel: Sequence[int]) -> int:
+    """Spatial elements of the largest tensor im2col / col2im hold: the padded input,
+    then axis by axis ``S_i -> (P_i, K_i)``; the final one is the patch tensor."""
+    sizes = [math.prod(padded)]
+    for i in range(len(padded)):
+        gathered = math.prod(p * k for p, k in zip(out_spatial[: i + 1], kernel[: i + 1]))
+        sizes.append(gathered * math.prod(padded[i + 1:]))
+    return max(sizes)
+
+
+def _chunk_size(channels: int, padded: Sequence[int], out_spatial: Sequence[int],
+                kernel: Sequence[int], dtype: Any) -> int:
+    """Samples per chunk so that one chunk's patch tensor fits the budget (at least 1)."""
+    per_sample = (channels * jnp.dtype(dtype).itemsize
+                  * _largest_gather_elements(padded, out_spatial, kernel))
+    return max(1, get_memory_budget() // max(1, per_sample))
+
+
+def _split_batch(
+    arrays: Sequence[jax.Array], chunk: int
+) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...] | None]:
+    """``(head, tail)``: leading ``m·chunk`` samples as ``(m, chunk, ...)``, and the rest."""
+    n = arrays[0].shape[0]
+    m = n // chunk
+    head = tuple(a[: m * chunk].reshape(m, chunk, *a.shape[1:]) for a in arrays)
+    tail = tuple(a[m * chunk:] for a in arrays) if n % chunk else None
+    return head, tail
+
+
+def _map_batch(f: Callable[..., jax.Array], arrays: Sequence[jax.Array],
+               chunk: int) -> jax.Array:
+    """``f(*arrays)`` computed ``chunk`` samples at a time (``f`` maps batch to batch)."""
+    if chunk >= arrays[0].shape[0]:
+        return f(*arrays)
+    head, tail = _split_batch(arrays, chunk)
+    ys = lax.map(lambda xs: f(*xs), head)
+    ys = ys.reshape(ys.shape[0] * ys.shape[1], *ys.shape[2:])
+    return ys if tail is None else jnp.concatenate([ys, f(*tail)])
+
+
+def _sum_batch(f: Callable[..., jax.Array], arrays: Sequence[jax.Array],
+               chunk: int) -> jax.Array:
+    """``f(*arrays)`` for an `f` that sums over the batch, ``chunk`` samples at a time."""
+    if chunk >= arrays[0].shape[0]:
+        return f(*arrays)
+    head, tail = _split_batch(arrays, chunk)
+    out = jax.eval_shape(f, *(a[0] for a in head))
+    total, _ = lax.scan(lambda acc, xs: (acc + f(*xs), None),
+                        jnp.zeros(out.shape, out.dtype), head)
+    return total if tail is None else total + f(*tail)
+
+
+# --- the three kernels ------------------------------------------------------------------------
+
+def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
+    """``y = X Wᵀ`` per group: ``(N, C_in, *S) -> (N, C_out, *P)``."""
+    rank, kernel = spec.rank, w.shape[2:]
+    padded = _padded_spatial(x.shape[2:], spec.zero_padding)
+    out_spatial = _output_spatial(padded, kernel, spec)
+    indices = _axis_indices(spec, out_spatial, kernel)
+    wg = _grouped(w, 0, spec.groups)  # (G, O/G, C/G, *K)
+
+    def chunk_forward(xc: jax.Array) -> jax.Array:
+        patches = _grouped(im2col(_zero_pad(xc, spec.zero_padding), indices), 1, spec.groups)
+        y = _einsum(spec, patches, _patch_labels(rank),
+                    wg, [_GROUP, _OUT, _IN, *_tap_labels(rank)],
+                    [_BATCH, _GROUP, _OUT, *_out_labels(rank)])
+        return _ungrouped(y, 1).astype(x.dtype)
+
+    chunk = _chunk_size(x.shape[1], padded, out_spatial, kernel, x.dtype)
+    return _map_batch(chunk_forward, (x,), chunk)
+
+
+def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Array:
+    """``dX = G W`` per group, then col2im and crop: ``(N, C_out, *P) -> (N, C_in, *S)``."""
+    rank, kernel, out_spatial = spec.rank, w.shape[2:], g.shape[2:]
+    padded = _padded_spatial(in_spatial, spec.zero_padding)
+    assert _output_spatial(padded, kernel, spec) == tuple(out_spatial)
+    indices = _axis_indices(spec, out_spatial, kernel)
+    wg = _grouped(w, 0, spec.groups)
+
+    def chunk_input_grad(gc: jax.Array) -> jax.Array:
+        dpatches = _einsum(spec, _grouped(gc, 1, spec.groups),
+                           [_BATCH, _GROUP, _OUT, *_out_labels(rank)],
+                           wg, [_GROUP, _OUT, _IN, *_tap_labels(rank)],
+                           _patch_labels(rank))
+        dxp = col2im(_ungrouped(dpatches, 1), indices, padded)
+        return _crop(dxp, spec.zero_padding).astype(g.dtype)
+
+    channels = w.shape[1] * spec.groups
+    chunk = _chunk_size(channels, padded, out_spatial, kernel, _accumulation_dtype(g.dtype))
+    return _map_batch(chunk_input_grad, (g,), chunk)
+
+
+def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array:
+    """``dW = Gᵀ X`` per group, summed over batch chunks: ``-> (C_out, C_in/G, *kernel)``."""
+    rank, kernel, out_spatial = spec.rank, tuple(kernel), g.shape[2:]
+    padded = _padded_spatial(x.shape[2:], spec.zero_padding)
+    assert _output_spatial(padded, kernel, spec) == tuple(out_spatial)
+    indices = _axis_indices(spec, out_spatial, kernel)
+
+    def chunk_weight_grad(xc: jax.Array, gc: jax.Array) -> jax.Array:
+        patches = _grouped(im2col(_zero_pad(xc, spec.zero_padding), indices), 1, spec.groups)
+        dw = _einsum(spec, _grouped(gc, 1, spec.groups),
+                     [_BATCH, _GROUP, _OUT, *_out_labels(rank)],
+                     patches, _patch_labels(rank),
+                     [_GROUP, _OUT, _IN, *_tap_labels(rank)])
+        return _ungrouped(dw, 0)  # accumulation dtype; cast once after the chunk sum
+
+    chunk = _chunk_size(x.shape[1], padded, out_spatial, kernel, x.dtype)
+    return _sum_batch(chunk_weight_grad, (x, g), chunk).astype(x.dtype)
+
+
+GATHER = register_impl(
+    Impl(
+        name="gather",
+        forward=forward,
+        input_grad=input_grad,
+        weight_grad=weight_grad,
+        description="explicit im2col: static-index gathers + einsum, col2im scatter-add; "
+        "no convolution primitive; batch chunked under a memory budget.",
+    )
+)

@@ -1,0 +1,101 @@
+"""Helpers for users' own equivalence tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxconv._conv import conv
+from jaxconv._registry import available_impls
+
+# Default (rtol, atol) per dtype, relative to the scale 1 + max|reference|.
+TOLERANCES = {
+    "float64": (1e-10, 1e-10),
+    "float32": (1e-4, 1e-4),
+    "bfloat16": (3e-2, 3e-2),
+    "float16": (5e-3, 5e-3),
+}
+
+
+def impl_outputs(input, weight, bias=None, *, impl: str, cotangent_seed: int = 0,
+                 **conv_kwargs: Any) -> dict[str, np.ndarray]:
+    """Output and gradients of one impl: ``{"output", "d_input", "d_weight"[, "d_bias"]}``.
+
+    Gradients are the VJP with a fixed pseudo-random cotangent (the same for
+    every impl), so they check every entry of the Jacobian products.
+    """
+    args = (jnp.asarray(input), jnp.asarray(weight))
+    if bias is not None:
+        args += (jnp.asarray(bias),)
+
+    def f(*a):
+        return conv(*a, **conv_kwargs, impl=impl)
+
+    y, vjp = jax.vjp(f, *args)
+    cot = jax.random.normal(jax.random.key(cotangent_seed), y.shape, jnp.float32).astype(y.dtype)
+    names = ("d_input", "d_weight", "d_bias")
+    out = {"output": np.asarray(y, np.float64)}
+    out.update({n: np.asarray(g, np.float64) for n, g in zip(names, vjp(cot), strict=False)})
+    return out
+
+
+def assert_impls_agree(input: Any, weight: Any, bias: Any = None, *,
+                       impls: Sequence[str] | None = None, rtol: float | None = None,
+                       atol: float | None = None, **conv_kwargs: Any) -> dict[str, dict]:
+    """Check that every impl computes the same convolution, forward and gradients.
+
+    Runs :func:`jaxconv.conv` with each impl (the first is the reference) and
+    compares the output and the gradients w.r.t. input, weight and bias.
+
+    Args:
+      input, weight, bias: as for :func:`jaxconv.conv`.
+      impls: impl names, at least two; default: every registered impl.
+      rtol, atol: tolerance ``|a - b| <= atol·scale + rtol·|b|`` with
+        ``scale = 1 + max|b|``; defaults depend on the input dtype
+        (float64: 1e-10, float32: 1e-4, float16: 5e-3, bfloat16: 3e-2).
+      **conv_kwargs: stride, padding, dilation, groups, padding_mode, precision.
+
+    Returns:
+      ``{impl: {quantity: max abs difference from the reference}}``.
+
+    Raises:
+      AssertionError: listing every (impl, quantity) that disagrees and by how much.
+      ValueError: fewer than two impls, or an unknown impl.
+    """
+    fn = "testing.assert_impls_agree"
+    impls = tuple(available_impls() if impls is None else impls)
+    unknown = [i for i in impls if i not in available_impls()]
+    if unknown or len(impls) < 2:
+        raise ValueError(
+            f"jaxconv.{fn}: `impls` must name at least two of {available_impls()}, "
+            f"got impls={impls!r}."
+        )
+    dtype = jnp.dtype(getattr(input, "dtype", np.float32)).name
+    default_rtol, default_atol = TOLERANCES.get(dtype, TOLERANCES["float32"])
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
+
+    results = {i: impl_outputs(input, weight, bias, impl=i, **conv_kwargs) for i in impls}
+    reference = results[impls[0]]
+    report: dict[str, dict] = {}
+    failures = []
+    for impl in impls[1:]:
+        report[impl] = {}
+        for name, want in reference.items():
+            got = results[impl][name]
+            diff = np.abs(got - want)
+            report[impl][name] = float(diff.max(initial=0.0))
+            allowed = atol * (1.0 + np.abs(want).max(initial=0.0)) + rtol * np.abs(want)
+            if got.shape != want.shape or np.any(diff > allowed):
+                failures.append(f"  {impl:<10} {name:<9} max|diff| {report[impl][name]:.3e} "
+                                f"(allowed {allowed.max(initial=0.0):.3e})")
+    if failures:
+        raise AssertionError(
+            f"jaxconv.{fn}: impls disagree with reference impl {impls[0]!r} "
+            f"(dtype {dtype}, rtol={rtol:g}, atol={atol:g}):\n" + "\n".join(failures)
+        )
+    return report

@@ -1,0 +1,225 @@
+"""impl="gather" kernels against the lax kernels and autodiff, its jaxpr, its memory budget."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.extend.core import ClosedJaxpr, Jaxpr
+
+import jaxconv
+from jaxconv import _gather, _lax
+
+# (groups, C_in, C_out): plain, two groups, depthwise with channel multiplier 2.
+GROUPINGS = ((1, 3, 2), (2, 4, 6), (3, 3, 6))
+# Per-axis (lo, hi) zero padding, asymmetric pairs included.
+PADDINGS = (((0, 0),) * 3, ((1, 1), (2, 0), (0, 3)), ((2, 0), (0, 3), (1, 1)))
+KERNELS = {1: (3,), 2: (3, 2), 3: (2, 3, 2)}
+SPATIAL = {1: (8,), 2: (7, 6), 3: (5, 6, 5)}
+
+
+def _cases():
+    """20 cases: every (rank, stride, dilation), twice for ranks 1 and 2 (3 is slow to
+    compile); groupings x paddings cycle through all 9 pairs; every other case has
+    per-axis strides (e.g. (2, 1)); some zero batches."""
+    cases = []
+    combos = [(r, s, d, t) for r, s, d, t in itertools.product((1, 2, 3), (1, 2), (1, 2), range(2))
+              if r < 3 or t == 0]
+    for k, (rank, s, dilation, _) in enumerate(combos):
+        groups, c_in, c_out = GROUPINGS[k % 3]
+        pads = PADDINGS[(k // 3) % 3][:rank]
+        stride = (s,) * rank if k % 2 == 0 else (s, 3 - s, s)[:rank]
+        batch = 0 if k % 5 == 4 else 2
+        cases.append((rank, batch, stride, dilation, groups, c_in, c_out, pads))
+    return cases
+
+
+CASES = _cases()
+
+
+def _spec(rank, stride, dilation, groups, pads):
+    stride = (stride,) * rank if isinstance(stride, int) else stride
+    return jaxconv.ConvSpec(rank=rank, stride=stride, padding=pads,
+                            dilation=(dilation,) * rank, groups=groups,
+                            padding_mode="zeros", impl="gather")
+
+
+def _case_id(case):
+    rank, batch, stride, dilation, groups, _, _, pads = case
+    return f"{rank}d-n{batch}-s{stride}-d{dilation}-g{groups}-p{pads}".replace(" ", "")
+
+
+def _stride_remainders(case):
+    rank, _, stride, dilation, groups, _, _, pads = case
+    spec = _spec(rank, stride, dilation, groups, pads)
+    return [(n + lo + hi - dilation * (k - 1) - 1) % s
+            for n, (lo, hi), k, s in zip(SPATIAL[rank], pads, KERNELS[rank], spec.stride,
+                                         strict=True)]
+
+
+def test_grid_covers_strides_that_do_not_divide():
+    assert any(any(_stride_remainders(c)) for c in CASES)
+    assert any(c[1] == 0 for c in CASES)
+    assert {(c[4], c[7][0]) for c in CASES} == {(g, p[0]) for g, _, _ in GROUPINGS
+                                                for p in PADDINGS}
+
+
+def _arrays(rank, batch, c_in, c_out, groups, spec, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, c_in, *SPATIAL[rank])).astype(dtype)
+    w = rng.standard_normal((c_out, c_in // groups, *KERNELS[rank])).astype(dtype)
+    out = spec.output_spatial(SPATIAL[rank], KERNELS[rank])
+    g = rng.standard_normal((batch, c_out, *out)).astype(dtype)
+    return jnp.asarray(x), jnp.asarray(w), jnp.asarray(g)
+
+
+def _close(actual, expected, atol=1e-10):
+    assert actual.shape == expected.shape
+    assert actual.dtype == expected.dtype
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=0, atol=atol)
+
+
+def _gather_and_lax(spec, reference_dtype=None):
+    """A freshly jitted ``(x, w, g) -> {kernel: (gather result, [references])}``.
+
+    References: the lax kernel and ``jax.vjp`` of the lax forward, computed on the
+    inputs cast to `reference_dtype` (default: theirs). Fresh, so that the memory
+    budget in force now is the one traced.
+    """
+    def run(x, w, g):
+        in_spatial, kernel = x.shape[2:], w.shape[2:]
+        rx, rw, rg = (a if reference_dtype is None else a.astype(reference_dtype)
+                      for a in (x, w, g))
+        y_lax, lax_vjp = jax.vjp(lambda a, b: _lax.forward(a, b, spec), rx, rw)
+        dx_vjp, dw_vjp = lax_vjp(rg)
+        return {
+            "forward": (_gather.forward(x, w, spec), [y_lax]),
+            "input_grad": (_gather.input_grad(g, w, spec, in_spatial),
+                           [_lax.input_grad(rg, rw, spec, in_spatial), dx_vjp]),
+            "weight_grad": (_gather.weight_grad(x, g, spec, kernel),
+                            [_lax.weight_grad(rx, rg, spec, kernel), dw_vjp]),
+        }
+    return jax.jit(run)
+
+
+def _check(results, atol=1e-10):
+    for actual, references in results.values():
+        for expected in references:
+            _close(actual, expected, atol)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_kernels_match_lax_and_autodiff(case):
+    rank, batch, stride, dilation, groups, c_in, c_out, pads = case
+    spec = _spec(rank, stride, dilation, groups, pads)
+    x, w, g = _arrays(rank, batch, c_in, c_out, groups, spec)
+    _check(_gather_and_lax(spec)(x, w, g))
+
+
+def _all_eqns(jaxpr):
+    """Every equation of `jaxpr`, recursing into sub-jaxprs (pjit, scan, cond, custom_*)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(sub, ClosedJaxpr):
+                    yield from _all_eqns(sub.jaxpr)
+                elif isinstance(sub, Jaxpr):
+                    yield from _all_eqns(sub)
+
+
+def _primitive_names(jaxpr) -> set[str]:
+    return {eqn.primitive.name for eqn in _all_eqns(jaxpr)}
+
+
+def _is_convolution(name: str) -> bool:
+    """``conv_general_dilated`` and any other ``conv*`` primitive, but not ``convert_*``."""
+    return name.startswith("conv") and not name.startswith("convert")
+
+
+@pytest.mark.parametrize("impl", ["gather", "lax"])
+def test_gather_jaxpr_has_no_convolution(impl):
+    """No ``conv*`` primitive in the forward or the gradient; lax is the positive control."""
+    x = jnp.ones((2, 4, 7, 6))
+    w = jnp.ones((6, 2, 3, 2))
+
+    def loss(x, w):
+        y = jaxconv.conv2d(x, w, stride=2, padding=1, dilation=(1, 2), groups=2, impl=impl)
+        return jnp.sum(y**2)
+
+    forward = _primitive_names(jax.make_jaxpr(loss)(x, w).jaxpr)
+    grad = _primitive_names(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(x, w).jaxpr)
+    for names in (forward, grad):
+        has_conv = any(_is_convolution(name) for name in names)
+        assert has_conv == (impl == "lax"), sorted(names)
+    if impl == "gather":
+        assert "gather" in forward and "dot_general" in forward
+
+
+@pytest.fixture
+def memory_budget():
+    """Sets the budget for one test and restores it afterwards."""
+    saved = _gather.get_memory_budget()
+    yield _gather.set_memory_budget
+    _gather.set_memory_budget(saved)
+
+
+@pytest.mark.parametrize(("batch", "chunk"), [(5, 2), (3, 1)])
+def test_tiny_budget_chunks_the_batch_and_agrees(memory_budget, batch, chunk):
+    """Chunks of `chunk` samples: with a remainder (5 = 2 + 2 + 1) and without (3 x 1)."""
+    spec = _spec(2, 2, 1, 2, ((1, 0), (0, 2)))
+    x, w, g = _arrays(2, batch, 4, 6, 2, spec)
+    per_sample = x.shape[1] * np.prod(g.shape[2:]) * np.prod(w.shape[2:]) * x.dtype.itemsize
+    memory_budget(int(chunk * per_sample + per_sample // 2))
+
+    run = _gather_and_lax(spec)
+    jaxpr = jax.make_jaxpr(run)(x, w, g).jaxpr
+    assert sum(eqn.primitive.name == "scan" for eqn in _all_eqns(jaxpr)) == 3
+    _check(run(x, w, g))
+
+
+def test_default_budget_does_not_chunk_small_batches():
+    spec = _spec(1, 1, 1, 1, ((1, 1),))
+    x, w, _ = _arrays(1, 2, 3, 2, 1, spec)
+    assert _gather.get_memory_budget() == 256 * 2**20
+    jaxpr = jax.make_jaxpr(_gather_and_lax(spec))(x, w, x[:, :2]).jaxpr
+    assert "scan" not in _primitive_names(jaxpr)
+
+
+def test_set_memory_budget_roundtrip(memory_budget):
+    memory_budget(np.int64(1024))
+    assert _gather.get_memory_budget() == 1024
+    assert type(_gather.get_memory_budget()) is int
+
+
+@pytest.mark.parametrize("bad, exc, message", [
+    (0, ValueError, "`nbytes` must be positive, got nbytes=0."),
+    (-1, ValueError, "`nbytes` must be positive, got nbytes=-1."),
+    (1.5, TypeError, "`nbytes` must be an int, got 1.5."),
+    (True, TypeError, "`nbytes` must be an int, got True."),
+    ("1024", TypeError, "`nbytes` must be an int, got '1024'."),
+    (None, TypeError, "`nbytes` must be an int, got None."),
+])
+def test_set_memory_budget_rejects_bad_values(memory_budget, bad, exc, message):
+    with pytest.raises(exc, match="^" + re.escape("jaxconv.set_memory_budget: " + message) + "$"):
+        memory_budget(bad)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_kernels_keep_dtype(dtype):
+    """Half and single precision: the dtype is kept, values match lax in float32."""
+    spec = _spec(2, 2, 2, 2, ((1, 0), (0, 2)))
+    x, w, g = _arrays(2, 2, 4, 6, 2, spec, dtype=np.float32)
+    results = _gather_and_lax(spec, reference_dtype=jnp.float32)(
+        *(a.astype(dtype) for a in (x, w, g)))
+    tol = {"float16": 2e-2, "bfloat16": 1.5e-1, "float32": 1e-4}[dtype]
+    for actual, references in results.values():
+        assert actual.dtype == jnp.dtype(dtype)
+        for expected in references:
+            scale = 1 + float(jnp.abs(expected).max())
+            np.testing.assert_allclose(np.asarray(actual, np.float32), np.asarray(expected),
+                                       rtol=0, atol=tol * scale)
