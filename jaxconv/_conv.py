@@ -2,7 +2,10 @@
 
 Each call is: validate and normalise once (:func:`jaxconv._spec.conv_spec`), then
 one jitted core keyed on the hashable spec: pre-pad with the padding mode, the
-implementation's forward kernel, the bias.
+implementation's forward kernel (bound to its hand-written reverse rules unless
+``autodiff="jax"``), the bias. The gradients of the two outer steps are JAX's
+adjoints of a gather (the pad: a scatter-add folding border gradients back,
+docs/backprop.md §5) and of a broadcast (the bias: ``db = Σ g``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxconv import _registry
+from jaxconv import _autodiff, _registry
 from jaxconv._padding import pad_trailing
 from jaxconv._spec import ConvSpec, conv_spec
 
@@ -22,21 +25,36 @@ from jaxconv._spec import ConvSpec, conv_spec
 def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -> jax.Array:
     """Batched convolution for a validated `spec`."""
     x = pad_trailing(x, spec.mode_padding, spec.padding_mode)
-    y = _registry.get_impl(spec.impl).forward(x, w, spec)
+    if spec.autodiff == "custom":
+        y = _autodiff.forward(x, w, spec)
+    else:
+        y = _registry.get_impl(spec.impl).forward(x, w, spec)
     if b is not None:
         y = y + b.reshape((-1,) + (1,) * spec.rank)
     return y
 
 
+FORWARD_MODE_HINT = (
+    "forward-mode differentiation (jax.jvp, jax.jacfwd, jax.hessian) can't run through "
+    "jaxconv's hand-written reverse rules (jax.custom_vjp); pass autodiff=\"jax\" to this "
+    "call to let JAX differentiate it in both modes."
+)
+
+
 def _conv(fn: str, rank: int | None, input, weight, bias, stride, padding, dilation, groups,
-          padding_mode, impl, precision) -> jax.Array:
+          padding_mode, impl, precision, autodiff) -> jax.Array:
     spec, batched = conv_spec(
         fn, input, weight, bias, stride, padding, dilation, groups, padding_mode, impl,
-        precision, rank=rank,
+        precision, rank=rank, autodiff=autodiff,
     )
     x = jnp.asarray(input)
-    y = conv_core(x if batched else x[None], jnp.asarray(weight),
-                  None if bias is None else jnp.asarray(bias), spec)
+    try:
+        y = conv_core(x if batched else x[None], jnp.asarray(weight),
+                      None if bias is None else jnp.asarray(bias), spec)
+    except TypeError as err:
+        if "forward-mode autodiff" in str(err):
+            raise TypeError(f"jaxconv.{fn}: {FORWARD_MODE_HINT}") from err
+        raise
     return y if batched else y[0]
 
 
@@ -64,6 +82,11 @@ _DOC = """{rank_title} convolution with the semantics of ``torch.nn.functional.{
       impl: ``"auto"`` or a name from :func:`jaxconv.available_impls`.
       precision: passed to the XLA dot/conv: ``None``, a ``jax.lax.Precision``,
         ``"default"``, ``"high"`` or ``"highest"``.
+      autodiff: ``"custom"`` (default): reverse mode (``jax.grad``, ``vjp``, of
+        any order) runs the impl's hand-written gradient kernels, bound with
+        ``jax.custom_vjp``; forward mode then raises a ``TypeError`` saying to use
+        ``"jax"``. ``"jax"``: JAX differentiates the impl's forward kernel, so
+        ``jax.jvp``, ``jacfwd`` and ``hessian`` work too.
 
     Returns:
       ``(N, C_out, *out)``, or ``(C_out, *out)`` for unbatched input, in the
@@ -84,30 +107,30 @@ _DOC = """{rank_title} convolution with the semantics of ``torch.nn.functional.{
 
 def conv(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
          dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
-         impl: str = "auto", precision: Any = None) -> jax.Array:
+         impl: str = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
     return _conv("conv", None, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, impl, precision)
+                 padding_mode, impl, precision, autodiff)
 
 
 def conv1d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
-           impl: str = "auto", precision: Any = None) -> jax.Array:
+           impl: str = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
     return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, impl, precision)
+                 padding_mode, impl, precision, autodiff)
 
 
 def conv2d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
-           impl: str = "auto", precision: Any = None) -> jax.Array:
+           impl: str = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, impl, precision)
+                 padding_mode, impl, precision, autodiff)
 
 
 def conv3d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
-           impl: str = "auto", precision: Any = None) -> jax.Array:
+           impl: str = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
     return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, impl, precision)
+                 padding_mode, impl, precision, autodiff)
 
 
 conv.__doc__ = _DOC.format(

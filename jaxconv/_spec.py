@@ -19,6 +19,7 @@ from jax import lax
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("same", "valid")
+AUTODIFF_MODES = ("custom", "jax")
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 Pairs = tuple[tuple[int, int], ...]
@@ -38,6 +39,9 @@ class ConvSpec:
       padding_mode: how ``padding`` is filled: one of :data:`PADDING_MODES`.
       impl: the registered implementation that computes it (never ``"auto"``).
       precision: a :class:`jax.lax.Precision` (or pair of them), or ``None``.
+      autodiff: ``"custom"`` (the impl's hand-written reverse rules, bound with
+        ``jax.custom_vjp``) or ``"jax"`` (JAX differentiates the forward kernel;
+        forward mode works too).
     """
 
     rank: int
@@ -48,6 +52,7 @@ class ConvSpec:
     padding_mode: str = "zeros"
     impl: str = "lax"
     precision: Any = None
+    autodiff: str = "custom"
 
     @property
     def zero_padding(self) -> Pairs:
@@ -239,6 +244,7 @@ def conv_spec(
     impl: Any,
     precision: Any,
     rank: int | None = None,
+    autodiff: Any = "custom",
 ) -> tuple[ConvSpec, bool]:
     """Validate a conv call and return its :class:`ConvSpec` and whether input is batched.
 
@@ -302,6 +308,12 @@ def conv_spec(
         )
     pads = canonical_padding(fn, padding, rank, kernel, dilation, stride)
     precision = canonical_precision(fn, precision)
+    if not isinstance(autodiff, str) or autodiff not in AUTODIFF_MODES:
+        raise _fail(
+            ValueError,
+            fn,
+            f"`autodiff` must be one of {AUTODIFF_MODES}, got autodiff={autodiff!r}.",
+        )
 
     if out_channels == 0 or any(k == 0 for k in kernel):
         raise _fail(
@@ -354,6 +366,7 @@ def conv_spec(
         groups=groups,
         padding_mode=padding_mode,
         precision=precision,
+        autodiff=autodiff,
     )
     resolved = _registry.resolve_impl(fn, impl, spec, input.shape, weight.shape, input.dtype)
     return dataclasses.replace(spec, impl=resolved), batched

@@ -1,0 +1,86 @@
+"""Hand-written reverse-mode rules: every impl's kernels bound with ``jax.custom_vjp``.
+
+Write ``F(x, w)`` for an impl's forward kernel, ``T(g, w)`` for its input
+gradient and ``W(x, g)`` for its weight gradient. All three are bilinear and
+adjoint to one another (docs/backprop.md, §2 and §6)::
+
+    <F(x, w), g> = <x, T(g, w)> = <w, W(x, g)>
+
+so the vector-Jacobian products of each are the other two:
+
+    F(x, w), cotangent g:  dx = T(g, w)   dw = W(x, g)
+    T(g, w), cotangent u:  dg = F(u, w)   dw = W(u, g)
+    W(x, g), cotangent v:  dx = T(g, v)   dg = F(x, v)
+
+Each rule calls the *bound* functions below, never the raw kernels, so the
+family is closed under differentiation: grad-of-grad (and any higher reverse
+order) runs through the hand-written kernels of the same impl.
+
+Forward mode: JAX cannot push tangents through a ``custom_vjp`` function, so
+``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` need ``autodiff="jax"``, which
+lets JAX differentiate the impl's forward kernel directly (both modes, any
+order); see :func:`jaxconv.conv`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+from jaxconv._registry import get_impl
+from jaxconv._spec import ConvSpec
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
+    """``F(x, w)``: the convolution (x already mode-padded), hand-written VJP."""
+    return get_impl(spec.impl).forward(x, w, spec)
+
+
+def _forward_fwd(x, w, spec):
+    return forward(x, w, spec), (x, w)
+
+
+def _forward_bwd(spec, residuals, g):
+    x, w = residuals
+    return input_grad(g, w, spec, x.shape[2:]), weight_grad(x, g, spec, w.shape[2:])
+
+
+forward.defvjp(_forward_fwd, _forward_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial: tuple[int, ...]):
+    """``T(g, w)``: the adjoint of ``F`` in ``x`` (the transposed convolution)."""
+    return get_impl(spec.impl).input_grad(g, w, spec, in_spatial)
+
+
+def _input_grad_fwd(g, w, spec, in_spatial):
+    return input_grad(g, w, spec, in_spatial), (g, w)
+
+
+def _input_grad_bwd(spec, in_spatial, residuals, u):
+    g, w = residuals
+    return forward(u, w, spec), weight_grad(u, g, spec, w.shape[2:])
+
+
+input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel: tuple[int, ...]):
+    """``W(x, g)``: the adjoint of ``F`` in ``w`` (correlation of x with g)."""
+    return get_impl(spec.impl).weight_grad(x, g, spec, kernel)
+
+
+def _weight_grad_fwd(x, g, spec, kernel):
+    return weight_grad(x, g, spec, kernel), (x, g)
+
+
+def _weight_grad_bwd(spec, kernel, residuals, v):
+    x, g = residuals
+    return input_grad(g, v, spec, x.shape[2:]), forward(x, v, spec)
+
+
+weight_grad.defvjp(_weight_grad_fwd, _weight_grad_bwd)
