@@ -1,11 +1,10 @@
-"""jit (no retracing), vmap and grad compose with every impl."""
+"""jit (no retracing) and vmap compose with every impl (gradients: test_autodiff.py)."""
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cases import GRID
 
 import jaxconv
 from jaxconv._conv import conv_core
@@ -58,30 +57,3 @@ def test_vmap_over_weights_is_an_ensemble(impl):
     for i in range(4):
         np.testing.assert_allclose(ys[i], jaxconv.conv1d(x, ws[i], padding=1, impl=impl),
                                    rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("case", GRID[::8], ids=lambda c: c.id)
-def test_grad_matches_torch_autograd(torch, case, impl):
-    x, w, b = case.arrays(np.float64)
-    rng = np.random.default_rng(5)
-    if b is None:
-        b = rng.standard_normal(w.shape[0])
-    fn = {1: jaxconv.conv1d, 2: jaxconv.conv2d, 3: jaxconv.conv3d}[case.rank]
-    y_shape = fn(x, w, b, **case.kwargs, impl=impl).shape
-    cot = rng.standard_normal(y_shape)
-
-    def loss(x, w, b):
-        return jnp.vdot(fn(x, w, b, **case.kwargs, impl=impl), cot)
-
-    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(x, w, b)
-
-    cls = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[case.rank]
-    m = cls(w.shape[1] * case.groups, w.shape[0], w.shape[2:], **case.kwargs).double()
-    with torch.no_grad():
-        m.weight.copy_(torch.from_numpy(w))
-        m.bias.copy_(torch.from_numpy(b))
-    tx = torch.from_numpy(x).requires_grad_()
-    m(tx).backward(torch.from_numpy(cot))
-    for got, want in zip(grads, (tx.grad, m.weight.grad, m.bias.grad), strict=True):
-        np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-10, atol=1e-10)
