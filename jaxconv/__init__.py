@@ -8,6 +8,12 @@ from jaxconv import (
     testing,
 )
 from jaxconv._conv import conv, conv1d, conv2d, conv3d
+from jaxconv._conv_transpose import (
+    conv_transpose,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+)
 from jaxconv._gather import get_memory_budget, set_memory_budget
 from jaxconv._padding import pad
 from jaxconv._registry import Impl, available_impls, register_impl
@@ -23,6 +29,10 @@ __all__ = [
     "conv1d",
     "conv2d",
     "conv3d",
+    "conv_transpose",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
     "get_memory_budget",
     "pad",
     "register_impl",

@@ -32,6 +32,14 @@ from jaxconv._registry import get_impl
 from jaxconv._spec import ConvSpec
 
 
+def _crop_like(y: jax.Array, like: jax.Array) -> jax.Array:
+    """The leading ``like.shape`` part of `y`: ``F`` may produce more output positions
+    than a cotangent ``g`` holds (conv_transpose with output_padding >= stride)."""
+    if y.shape == like.shape:
+        return y
+    return y[tuple(slice(0, n) for n in like.shape)]
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     """``F(x, w)``: the convolution (x already mode-padded), hand-written VJP."""
@@ -62,7 +70,7 @@ def _input_grad_fwd(g, w, spec, in_spatial):
 
 def _input_grad_bwd(spec, in_spatial, residuals, u):
     g, w = residuals
-    return forward(u, w, spec), weight_grad(u, g, spec, w.shape[2:])
+    return _crop_like(forward(u, w, spec), g), weight_grad(u, g, spec, w.shape[2:])
 
 
 input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
@@ -80,7 +88,7 @@ def _weight_grad_fwd(x, g, spec, kernel):
 
 def _weight_grad_bwd(spec, kernel, residuals, v):
     x, g = residuals
-    return input_grad(g, v, spec, x.shape[2:]), forward(x, v, spec)
+    return input_grad(g, v, spec, x.shape[2:]), _crop_like(forward(x, v, spec), g)
 
 
 weight_grad.defvjp(_weight_grad_fwd, _weight_grad_bwd)

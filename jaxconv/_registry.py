@@ -11,6 +11,11 @@ An implementation is three kernels over an already mode-padded, batched input
 * ``weight_grad(x, g, spec, kernel) -> dw``: the adjoint of ``forward`` in
   ``w``, ``dw`` of shape ``(C_out, C_in // groups, *kernel)``.
 
+``g`` may hold a leading part of the output positions ``forward`` produces
+(``g.shape[2:] <= P`` per axis): the gradient kernels are then the adjoints of
+``forward`` followed by that crop. ``conv_transpose`` with an
+``output_padding`` >= stride needs this.
+
 Adding an implementation is one module that calls :func:`register_impl`.
 """
 

@@ -231,6 +231,113 @@ def check_mode_padding(
             )
 
 
+@dataclasses.dataclass(frozen=True)
+class Operands:
+    """What the shapes of a call say, after :func:`check_operands`."""
+
+    rank: int
+    batched: bool
+    in_channels: int
+    in_spatial: tuple[int, ...]
+    weight_shape: tuple[int, ...]
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        return self.weight_shape[2:]
+
+
+def check_operands(fn: str, input: Any, weight: Any, bias: Any, rank: int | None,
+                   weight_layout: str) -> Operands:
+    """Kinds, ranks and dtypes of input, weight and bias (channels are checked by the caller).
+
+    `rank` is the fixed spatial rank of the ``*1d``/``*2d``/``*3d`` functions;
+    ``None`` takes it from ``weight.ndim - 2``.
+    """
+    check_array(fn, "input", input)
+    check_array(fn, "weight", weight)
+    if bias is not None:
+        check_array(fn, "bias", bias)
+    if rank is None:
+        if weight.ndim < 3:
+            raise _fail(
+                ValueError,
+                fn,
+                f"`weight` must have shape {weight_layout} with at least one spatial "
+                f"dimension, got weight.shape={tuple(weight.shape)}.",
+            )
+        rank = weight.ndim - 2
+    elif weight.ndim != rank + 2:
+        raise _fail(
+            ValueError,
+            fn,
+            f"`weight` must be {rank + 2}-d {weight_layout}, got "
+            f"weight.shape={tuple(weight.shape)}.",
+        )
+    if input.ndim not in (rank + 1, rank + 2):
+        raise _fail(
+            ValueError,
+            fn,
+            f"expected {rank + 1}-d (unbatched) or {rank + 2}-d (batched) `input`, "
+            f"got input.shape={tuple(input.shape)}.",
+        )
+    batched = input.ndim == rank + 2
+    in_channels, *in_spatial = input.shape[1:] if batched else input.shape
+
+    check_dtype(fn, "input", input.dtype)
+    for name, arr in (("weight", weight), ("bias", bias)):
+        if arr is not None and jnp.dtype(arr.dtype) != jnp.dtype(input.dtype):
+            raise _fail(
+                TypeError,
+                fn,
+                f"`{name}` dtype {jnp.dtype(arr.dtype).name} must equal `input` dtype "
+                f"{jnp.dtype(input.dtype).name}.",
+            )
+    if any(d == 0 for d in weight.shape):
+        raise _fail(
+            ValueError,
+            fn,
+            f"`weight` must not have a zero-size dimension, got "
+            f"weight.shape={tuple(weight.shape)}.",
+        )
+    return Operands(rank, batched, in_channels, tuple(in_spatial), tuple(weight.shape))
+
+
+def check_groups(fn: str, groups: Any) -> int:
+    groups = as_int(fn, "groups", groups)
+    if groups <= 0:
+        raise _fail(ValueError, fn, f"`groups` must be positive, got groups={groups}.")
+    return groups
+
+
+def check_bias(fn: str, bias: Any, out_channels: int, source: str) -> None:
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise _fail(
+            ValueError,
+            fn,
+            f"`bias` must have shape ({out_channels},) to match {source}, got "
+            f"bias.shape={tuple(bias.shape)}.",
+        )
+
+
+def check_autodiff(fn: str, autodiff: Any) -> str:
+    if not isinstance(autodiff, str) or autodiff not in AUTODIFF_MODES:
+        raise _fail(
+            ValueError,
+            fn,
+            f"`autodiff` must be one of {AUTODIFF_MODES}, got autodiff={autodiff!r}.",
+        )
+    return autodiff
+
+
+def finish_spec(fn: str, spec: ConvSpec, impl: Any, conv_input_shape, weight_shape,
+                dtype) -> ConvSpec:
+    """Resolve `impl` (``"auto"`` included) for the convolution `spec` describes."""
+    from jaxconv import _registry  # the registry imports this module
+
+    resolved = _registry.resolve_impl(fn, impl, spec, conv_input_shape, weight_shape, dtype)
+    return dataclasses.replace(spec, impl=resolved)
+
+
 def conv_spec(
     fn: str,
     input: Any,
@@ -246,58 +353,11 @@ def conv_spec(
     rank: int | None = None,
     autodiff: Any = "custom",
 ) -> tuple[ConvSpec, bool]:
-    """Validate a conv call and return its :class:`ConvSpec` and whether input is batched.
-
-    `rank` is the fixed spatial rank of ``conv1d``/``conv2d``/``conv3d``; ``None``
-    (``conv``) takes it from ``weight.ndim - 2``.
-    """
-    from jaxconv import _registry  # the registry imports this module
-
-    check_array(fn, "input", input)
-    check_array(fn, "weight", weight)
-    if bias is not None:
-        check_array(fn, "bias", bias)
-
-    if rank is None:
-        if weight.ndim < 3:
-            raise _fail(
-                ValueError,
-                fn,
-                "`weight` must have shape (C_out, C_in // groups, *kernel) with at "
-                f"least one spatial dimension, got weight.shape={tuple(weight.shape)}.",
-            )
-        rank = weight.ndim - 2
-    elif weight.ndim != rank + 2:
-        raise _fail(
-            ValueError,
-            fn,
-            f"`weight` must be {rank + 2}-d (C_out, C_in // groups, *kernel), got "
-            f"weight.shape={tuple(weight.shape)}.",
-        )
-    if input.ndim not in (rank + 1, rank + 2):
-        raise _fail(
-            ValueError,
-            fn,
-            f"expected {rank + 1}-d (unbatched) or {rank + 2}-d (batched) `input`, "
-            f"got input.shape={tuple(input.shape)}.",
-        )
-    batched = input.ndim == rank + 2
-    in_channels, *in_spatial = input.shape[1:] if batched else input.shape
-    out_channels, group_in, *kernel = weight.shape
-
-    check_dtype(fn, "input", input.dtype)
-    for name, arr in (("weight", weight), ("bias", bias)):
-        if arr is not None and jnp.dtype(arr.dtype) != jnp.dtype(input.dtype):
-            raise _fail(
-                TypeError,
-                fn,
-                f"`{name}` dtype {jnp.dtype(arr.dtype).name} must equal `input` dtype "
-                f"{jnp.dtype(input.dtype).name}.",
-            )
-
-    groups = as_int(fn, "groups", groups)
-    if groups <= 0:
-        raise _fail(ValueError, fn, f"`groups` must be positive, got groups={groups}.")
+    """Validate a conv call and return its :class:`ConvSpec` and whether input is batched."""
+    ops = check_operands(fn, input, weight, bias, rank, "(C_out, C_in // groups, *kernel)")
+    rank, in_spatial, kernel = ops.rank, ops.in_spatial, ops.kernel
+    out_channels, group_in = ops.weight_shape[:2]
+    groups = check_groups(fn, groups)
     stride = positive_tuple(fn, "stride", stride, rank)
     dilation = positive_tuple(fn, "dilation", dilation, rank)
     if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
@@ -308,20 +368,8 @@ def conv_spec(
         )
     pads = canonical_padding(fn, padding, rank, kernel, dilation, stride)
     precision = canonical_precision(fn, precision)
-    if not isinstance(autodiff, str) or autodiff not in AUTODIFF_MODES:
-        raise _fail(
-            ValueError,
-            fn,
-            f"`autodiff` must be one of {AUTODIFF_MODES}, got autodiff={autodiff!r}.",
-        )
+    autodiff = check_autodiff(fn, autodiff)
 
-    if out_channels == 0 or any(k == 0 for k in kernel):
-        raise _fail(
-            ValueError,
-            fn,
-            f"`weight` must have non-zero output channels and kernel size, got "
-            f"weight.shape={tuple(weight.shape)}.",
-        )
     if out_channels % groups:
         raise _fail(
             ValueError,
@@ -329,21 +377,15 @@ def conv_spec(
             f"out channels (weight.shape[0]={out_channels}) must be divisible by "
             f"`groups` (={groups}).",
         )
-    if in_channels != group_in * groups:
+    if ops.in_channels != group_in * groups:
         raise _fail(
             ValueError,
             fn,
-            f"with groups={groups} and weight.shape={tuple(weight.shape)}, `input` must "
-            f"have {group_in * groups} channels, got {in_channels} "
+            f"with groups={groups} and weight.shape={ops.weight_shape}, `input` must "
+            f"have {group_in * groups} channels, got {ops.in_channels} "
             f"(input.shape={tuple(input.shape)}).",
         )
-    if bias is not None and tuple(bias.shape) != (out_channels,):
-        raise _fail(
-            ValueError,
-            fn,
-            f"`bias` must have shape ({out_channels},) to match weight.shape[0], got "
-            f"bias.shape={tuple(bias.shape)}.",
-        )
+    check_bias(fn, bias, out_channels, "weight.shape[0]")
     if padding_mode != "zeros":
         spatial_axes = range(input.ndim - rank, input.ndim)
         check_mode_padding(fn, "padding", padding_mode, in_spatial, pads, spatial_axes)
@@ -358,15 +400,89 @@ def conv_spec(
             "be greater than the padded input.",
         )
 
-    spec = ConvSpec(
-        rank=rank,
-        stride=stride,
-        padding=pads,
-        dilation=dilation,
-        groups=groups,
-        padding_mode=padding_mode,
-        precision=precision,
-        autodiff=autodiff,
+    spec = ConvSpec(rank=rank, stride=stride, padding=pads, dilation=dilation, groups=groups,
+                    padding_mode=padding_mode, precision=precision, autodiff=autodiff)
+    return finish_spec(fn, spec, impl, input.shape, ops.weight_shape, input.dtype), ops.batched
+
+
+def conv_transpose_spec(
+    fn: str,
+    input: Any,
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    groups: Any,
+    dilation: Any,
+    impl: Any,
+    precision: Any,
+    rank: int | None = None,
+    autodiff: Any = "custom",
+) -> tuple[ConvSpec, tuple[int, ...], bool]:
+    """Validate a conv_transpose call.
+
+    Returns the :class:`ConvSpec` of the convolution it transposes (whose input
+    gradient it is), the transposed convolution's output spatial size, and
+    whether input is batched.
+    """
+    ops = check_operands(fn, input, weight, bias, rank, "(C_in, C_out // groups, *kernel)")
+    rank, in_spatial, kernel = ops.rank, ops.in_spatial, ops.kernel
+    in_channels, group_out = ops.weight_shape[:2]
+    groups = check_groups(fn, groups)
+    stride = positive_tuple(fn, "stride", stride, rank)
+    dilation = positive_tuple(fn, "dilation", dilation, rank)
+    pads = int_tuple(fn, "padding", padding, rank)
+    if any(p < 0 for p in pads):
+        raise _fail(ValueError, fn, f"`padding` must be non-negative, got padding={padding!r}.")
+    out_pads = int_tuple(fn, "output_padding", output_padding, rank)
+    if any(p < 0 for p in out_pads):
+        raise _fail(
+            ValueError,
+            fn,
+            f"`output_padding` must be non-negative, got output_padding={output_padding!r}.",
+        )
+    if any(op >= s and op >= d for op, s, d in zip(out_pads, stride, dilation, strict=True)):
+        raise _fail(
+            ValueError,
+            fn,
+            "`output_padding` must be smaller than either stride or dilation on each axis, "
+            f"got output_padding={out_pads}, stride={stride}, dilation={dilation}.",
+        )
+    precision = canonical_precision(fn, precision)
+    autodiff = check_autodiff(fn, autodiff)
+    if in_channels % groups:
+        raise _fail(
+            ValueError,
+            fn,
+            f"in channels (weight.shape[0]={in_channels}) must be divisible by "
+            f"`groups` (={groups}).",
+        )
+    if ops.in_channels != in_channels:
+        raise _fail(
+            ValueError,
+            fn,
+            f"weight.shape={ops.weight_shape} expects `input` with {in_channels} channels, "
+            f"got {ops.in_channels} (input.shape={tuple(input.shape)}).",
+        )
+    out_channels = group_out * groups
+    check_bias(fn, bias, out_channels, "weight.shape[1] * groups")
+    out_spatial = tuple(
+        (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for n, s, p, d, k, op in zip(in_spatial, stride, pads, dilation, kernel, out_pads,
+                                     strict=True)
     )
-    resolved = _registry.resolve_impl(fn, impl, spec, input.shape, weight.shape, input.dtype)
-    return dataclasses.replace(spec, impl=resolved), batched
+    if any(o <= 0 for o in out_spatial):
+        raise _fail(
+            ValueError,
+            fn,
+            f"the output size (in - 1) * stride - 2 * padding + dilation * (kernel - 1) + "
+            f"output_padding + 1 must be positive, got {out_spatial} for input size "
+            f"{in_spatial}, padding {pads}.",
+        )
+    spec = ConvSpec(rank=rank, stride=stride, padding=tuple((p, p) for p in pads),
+                    dilation=dilation, groups=groups, precision=precision, autodiff=autodiff)
+    batch = input.shape[:1] if ops.batched else (1,)
+    conv_input_shape = (*batch, out_channels, *out_spatial)
+    spec = finish_spec(fn, spec, impl, conv_input_shape, ops.weight_shape, input.dtype)
+    return spec, out_spatial, ops.batched

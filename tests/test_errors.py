@@ -78,7 +78,7 @@ CONV_ERRORS = [
      "jaxconv.conv1d: with groups=1 and weight.shape=(6, 3, 3), `input` must have 3 "
      "channels, got 4"),
     ("empty-weight", lambda: jaxconv.conv1d(X1, np.zeros((0, 4, 3), np.float32)), ValueError,
-     "jaxconv.conv1d: `weight` must have non-zero output channels and kernel size, got "
+     "jaxconv.conv1d: `weight` must not have a zero-size dimension, got "
      "weight.shape=(0, 4, 3)."),
     ("bias-shape", lambda: jaxconv.conv1d(X1, W1G1, np.zeros(5, np.float32)), ValueError,
      "jaxconv.conv1d: `bias` must have shape (6,) to match weight.shape[0], got "
