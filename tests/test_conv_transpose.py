@@ -131,7 +131,7 @@ def test_impls_agree_including_gradients(case):
     fn = FUNCS[case.rank]
     outs = {}
     for impl in IMPLS:
-        f = lambda x, w: fn(x, w, b, **case.kwargs, impl=impl)
+        f = lambda x, w, impl=impl: fn(x, w, b, **case.kwargs, impl=impl)
         y, vjp = jax.vjp(f, jnp.asarray(x), jnp.asarray(w))
         outs[impl] = (y, *vjp(jnp.cos(jnp.arange(y.size, dtype=y.dtype)).reshape(y.shape)))
     ref = outs[IMPLS[0]]
