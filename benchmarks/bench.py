@@ -11,8 +11,13 @@ forward+backward function; and the peak memory XLA plans for it (arguments,
 outputs and temporaries, from ``compiled.memory_analysis()``). With
 ``--autodiff`` the backward pass is also timed with JAX's autodiff of the same
 forward (``autodiff="jax"``) to compare with jaxconv's hand-written rules.
-PyTorch (if installed) is timed on the same layer for reference. Timings on a
-shared machine are noisy: compare rows of one run, not across runs.
+PyTorch (if installed) is timed on the same layer for reference.
+
+A second table times ``conv_transpose`` (two upsampling layers) per impl
+against ``jax.lax.conv_transpose`` (JAX autodiff for its backward) and
+PyTorch's ``conv_transposeNd``; every variant is first checked to compute the
+same output. Timings on a shared machine are noisy: compare rows of one run,
+not across runs.
 """
 
 from __future__ import annotations
@@ -84,46 +89,44 @@ def conv_kwargs(layer: Layer) -> dict:
                 groups=layer.groups, padding_mode=layer.mode)
 
 
-def bench_jax(layer: Layer, impl: str, repeats: int, autodiff: str = "custom") -> dict:
-    x, w, b = layer_arrays(layer)
-    kw = conv_kwargs(layer)
-    fwd = jax.jit(lambda x, w, b: jaxconv.conv(x, w, b, **kw, impl=impl, autodiff=autodiff))
-    ct = jnp.ones(jax.eval_shape(fwd, x, w, b).shape, jnp.float32)
-    grad = jax.jit(jax.grad(lambda x, w, b: jnp.vdot(fwd(x, w, b), ct), argnums=(0, 1, 2)))
+def time_jax(fwd: Callable, *args: jax.Array, repeats: int) -> dict:
+    """Forward and forward+backward (grad of ``<fwd(*args), ct>``) timings of `fwd`."""
+    fwd = jax.jit(fwd)
+    ct = jnp.ones(jax.eval_shape(fwd, *args).shape, args[0].dtype)
+    grad = jax.jit(jax.grad(lambda *a: jnp.vdot(fwd(*a), ct), argnums=tuple(range(len(args)))))
     start = time.perf_counter()
-    compiled = grad.lower(x, w, b).compile()
+    compiled = grad.lower(*args).compile()
     compile_s = time.perf_counter() - start
     mem = compiled.memory_analysis()
     peak = None
     if mem is not None:
         peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes
                 + mem.temp_size_in_bytes) / 2**20
-    return dict(fwd_ms=median_ms(lambda: fwd(x, w, b), repeats),
-                fwdbwd_ms=median_ms(lambda: grad(x, w, b), repeats),
+    return dict(fwd_ms=median_ms(lambda: fwd(*args), repeats),
+                fwdbwd_ms=median_ms(lambda: grad(*args), repeats),
                 compile_s=compile_s, peak_mib=peak)
 
 
-def bench_torch(layer: Layer, repeats: int) -> dict | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    x, w, b = (torch.from_numpy(np.asarray(a)) for a in layer_arrays(layer))
-    cls = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)[layer.rank - 1]
-    m = cls(layer.c_in, layer.c_out, layer.kernel, **conv_kwargs(layer))
-    with torch.no_grad():
-        m.weight.copy_(w)
-        m.bias.copy_(b)
-    x.requires_grad_()
+def bench_jax(layer: Layer, impl: str, repeats: int, autodiff: str = "custom") -> dict:
+    kw = conv_kwargs(layer)
+    return time_jax(lambda x, w, b: jaxconv.conv(x, w, b, **kw, impl=impl, autodiff=autodiff),
+                    *layer_arrays(layer), repeats=repeats)
+
+
+def time_torch(module, x, repeats: int) -> dict:
+    """Forward (no grad) and forward+backward timings of a torch module."""
+    import torch
+
+    x = x.detach().clone().requires_grad_()
 
     def fwd():
         with torch.no_grad():
-            return m(x)
+            return module(x)
 
     def fwdbwd():
-        m.zero_grad()
+        module.zero_grad()
         x.grad = None
-        m(x).sum().backward()
+        module(x).sum().backward()
 
     def median(fn):
         fn()
@@ -134,16 +137,107 @@ def bench_torch(layer: Layer, repeats: int) -> dict | None:
             ts.append(time.perf_counter() - t)
         return 1e3 * statistics.median(ts)
 
-    return dict(fwd_ms=median(fwd), fwdbwd_ms=median(fwdbwd))
+    return dict(fwd_ms=median(fwd), fwdbwd_ms=median(fwdbwd), compile_s=None, peak_mib=None)
+
+
+def torch_module(cls_name: str, layer, weight, bias, **kwargs):
+    import torch
+
+    cls = getattr(torch.nn, f"{cls_name}{layer.rank}d")
+    m = cls(layer.c_in, layer.c_out, layer.kernel, **kwargs)
+    with torch.no_grad():
+        m.weight.copy_(torch.from_numpy(np.array(weight)))
+        m.bias.copy_(torch.from_numpy(np.array(bias)))
+    return m
+
+
+def bench_torch(layer: Layer, repeats: int) -> dict | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    x, w, b = layer_arrays(layer)
+    m = torch_module("Conv", layer, w, b, **conv_kwargs(layer))
+    return time_torch(m, torch.from_numpy(np.array(x)), repeats)
+
+
+class TLayer(NamedTuple):
+    rank: int
+    n: int
+    c_in: int
+    spatial: tuple[int, ...]
+    c_out: int
+    kernel: int
+    stride: int
+    padding: int
+    output_padding: int
+
+
+# Upsampling decoder layers for conv_transpose (#5).
+TRANSPOSE_LAYERS = {
+    "decoder_up2x": TLayer(2, 8, 64, (28, 28), 32, 4, 2, 1, 0),
+    "decoder_up2x_op": TLayer(2, 8, 64, (28, 28), 32, 3, 2, 1, 1),
+    "video_up2x_3d": TLayer(3, 2, 32, (8, 16, 16), 16, 4, 2, 1, 0),
+}
+
+
+def transpose_arrays(layer: TLayer, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((layer.n, layer.c_in, *layer.spatial), dtype=np.float32)
+    w = rng.standard_normal((layer.c_in, layer.c_out, *(layer.kernel,) * layer.rank),
+                            dtype=np.float32)
+    b = rng.standard_normal(layer.c_out, dtype=np.float32)
+    return jnp.asarray(x), jnp.asarray(w) * 0.1, jnp.asarray(b)
+
+
+def transpose_variants(layer: TLayer, impls) -> dict[str, Callable]:
+    kw = dict(stride=layer.stride, padding=layer.padding, output_padding=layer.output_padding)
+    variants = {i: (lambda x, w, b, i=i: jaxconv.conv_transpose(x, w, b, **kw, impl=i))
+                for i in impls}
+    spatial = "DHW"[-layer.rank:]
+    edge = layer.kernel - 1 - layer.padding
+    pads = [(edge, edge + layer.output_padding)] * layer.rank
+
+    def lax_conv_transpose(x, w, b):
+        y = jax.lax.conv_transpose(x, w, (layer.stride,) * layer.rank, pads,
+                                   dimension_numbers=("NC" + spatial, "OI" + spatial,
+                                                      "NC" + spatial),
+                                   transpose_kernel=True)
+        return y + b.reshape((-1,) + (1,) * layer.rank)
+
+    variants["lax.conv_transpose"] = lax_conv_transpose
+    return variants
 
 
 def fmt(v, spec=".1f"):
     return "-" if v is None else format(v, spec)
 
 
+def print_rows(name: str, results: dict, base_key: str, rows: list) -> None:
+    base = results.get(base_key)
+    for label, r in results.items():
+        ratio_f = ratio_b = None
+        if base is not None:
+            ratio_f = r["fwd_ms"] / base["fwd_ms"]
+            ratio_b = r["fwdbwd_ms"] / base["fwdbwd_ms"]
+        print(f"{name:<17}{label:<19}{fmt(r['fwd_ms']):>9}{fmt(r['fwdbwd_ms']):>12}"
+              f"{fmt(r['compile_s'], '.2f'):>11}{fmt(r['peak_mib']):>10}"
+              f"{fmt(ratio_f, '.2f'):>10}{fmt(ratio_b, '.2f'):>10}")
+        rows.append(dict(layer=name, variant=label, **r))
+
+
+def header(base_key: str) -> None:
+    line = (f"{'layer':<17}{'variant':<19}{'fwd ms':>9}{'fwd+bwd ms':>12}"
+            f"{'compile s':>11}{'peak MiB':>10}{'fwd/' + base_key:>10}{'f+b/' + base_key:>10}")
+    print(line)
+    print("-" * len(line))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", nargs="*", default=list(LAYERS), choices=list(LAYERS))
+    parser.add_argument("--transpose-layers", nargs="*", default=list(TRANSPOSE_LAYERS),
+                        choices=list(TRANSPOSE_LAYERS))
     parser.add_argument("--impls", nargs="*", default=list(jaxconv.available_impls()))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--autodiff", action="store_true",
@@ -152,13 +246,13 @@ def main(argv=None) -> None:
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args(argv)
 
-    rows = []
+    rows: list = []
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, float32, "
-          f"median of {args.repeats}")
-    header = (f"{'layer':<17}{'impl':<14}{'fwd ms':>9}{'fwd+bwd ms':>12}"
-              f"{'compile s':>11}{'peak MiB':>10}{'vs lax fwd':>12}{'vs lax f+b':>12}")
-    print(header)
-    print("-" * len(header))
+          f"median of {args.repeats} runs after a warm-up; peak = XLA's planned "
+          "argument + output + temp bytes of the fwd+bwd program")
+    if args.layers:
+        print("\nconv (ratios against impl='lax' with its hand-written rules)")
+        header("lax")
     for name in args.layers:
         layer = LAYERS[name]
         results = {}
@@ -168,20 +262,38 @@ def main(argv=None) -> None:
         for impl, mode in variants:
             label = impl if mode == "custom" else f"{impl}/autodiff"
             results[label] = bench_jax(layer, impl, args.repeats, mode)
+        if not args.no_torch and (t := bench_torch(layer, args.repeats)) is not None:
+            results["torch"] = t
+        print_rows(name, results, "lax", rows)
+
+    if args.transpose_layers:
+        print("\nconv_transpose (ratios against lax.conv_transpose + JAX autodiff)")
+        header("lct")
+    for name in args.transpose_layers:
+        layer = TRANSPOSE_LAYERS[name]
+        arrays = transpose_arrays(layer)
+        variants = transpose_variants(layer, args.impls)
+        outs = {k: np.asarray(jax.jit(f)(*arrays)) for k, f in variants.items()}
+        ref = outs["lax.conv_transpose"]
+        for k, y in outs.items():  # the rows time the same computation
+            np.testing.assert_allclose(y, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max(),
+                                       err_msg=k)
+        results = {k: time_jax(f, *arrays, repeats=args.repeats) for k, f in variants.items()}
         if not args.no_torch:
-            t = bench_torch(layer, args.repeats)
-            if t is not None:
-                results["torch"] = dict(t, compile_s=None, peak_mib=None)
-        base = results.get("lax")
-        for label, r in results.items():
-            ratio_f = ratio_b = None
-            if base is not None:
-                ratio_f = r["fwd_ms"] / base["fwd_ms"]
-                ratio_b = r["fwdbwd_ms"] / base["fwdbwd_ms"]
-            print(f"{name:<17}{label:<14}{fmt(r['fwd_ms']):>9}{fmt(r['fwdbwd_ms']):>12}"
-                  f"{fmt(r['compile_s'], '.2f'):>11}{fmt(r['peak_mib']):>10}"
-                  f"{fmt(ratio_f, '.2f'):>12}{fmt(ratio_b, '.2f'):>12}")
-            rows.append(dict(layer=name, variant=label, **r))
+            try:
+                import torch
+            except ImportError:
+                torch = None
+            if torch is not None:
+                x, w, b = arrays
+                m = torch_module("ConvTranspose", layer, w, b, stride=layer.stride,
+                                 padding=layer.padding, output_padding=layer.output_padding)
+                with torch.no_grad():
+                    np.testing.assert_allclose(m(torch.from_numpy(np.array(x))).numpy(), ref,
+                                               rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+                results["torch"] = time_torch(m, torch.from_numpy(np.array(x)), args.repeats)
+        results = {("lct" if k == "lax.conv_transpose" else k): v for k, v in results.items()}
+        print_rows(name, results, "lct", rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -16,6 +16,11 @@ circular   ``j mod n`` over the cropped axis           ``34123412``
 
 Negative pads crop, as in PyTorch; circular wraps over the cropped axis (that is
 what PyTorch does). Constant padding is ``lax.pad``.
+
+For non-negative pads (every convolution's case) the same map is built from
+slices, flips and one concatenation instead of a gather: XLA runs those, and
+their adjoints (slice-adds), several times faster on CPU. Tests hold both paths
+to PyTorch.
 """
 
 from __future__ import annotations
@@ -56,9 +61,32 @@ def pad_trailing(x: jnp.ndarray, pads: Pairs, mode: str, value: Any = 0.0) -> jn
         config = [(0, 0, 0)] * first + [(lo, hi, 0) for lo, hi in pads]
         return lax.pad(x, jnp.asarray(value, x.dtype), config)
     for axis, (lo, hi) in enumerate(pads, start=first):
-        if lo or hi:
+        if lo < 0 or hi < 0:
             x = jnp.take(x, source_index(mode, x.shape[axis], lo, hi), axis=axis)
+        elif lo or hi:
+            x = _pad_axis_by_slices(x, axis, lo, hi, mode)
     return x
+
+
+def _pad_axis_by_slices(x: jnp.ndarray, axis: int, lo: int, hi: int, mode: str) -> jnp.ndarray:
+    """``source_index`` for ``lo, hi >= 0`` as slices: ``[left, x, right]`` along `axis`."""
+    n = x.shape[axis]
+
+    def part(start: int, stop: int, flip: bool = False) -> jnp.ndarray:
+        piece = lax.slice_in_dim(x, start, stop, axis=axis)
+        return lax.rev(piece, (axis,)) if flip else piece
+
+    if mode == "reflect":  # j < 0 reads -j; j >= n reads 2(n-1) - j
+        left, right = part(1, lo + 1, flip=True), part(n - 1 - hi, n - 1, flip=True)
+    elif mode == "replicate":
+        shape = lambda k: (*x.shape[:axis], k, *x.shape[axis + 1:])
+        left = jnp.broadcast_to(part(0, 1), shape(lo))
+        right = jnp.broadcast_to(part(n - 1, n), shape(hi))
+    elif mode == "circular":
+        left, right = part(n - lo, n), part(0, hi)
+    else:
+        raise AssertionError(mode)
+    return jnp.concatenate([left, x, right], axis=axis)
 
 
 def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None) -> jnp.ndarray:
