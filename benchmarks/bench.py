@@ -4,8 +4,8 @@
     python benchmarks/bench.py --layers depthwise_3x3 --repeats 10
     python benchmarks/bench.py --json results.json   # also write the rows
 
-For each layer and impl: forward time, forward+backward time (the gradient of
-``sum(y * ct)`` w.r.t. input, weight and bias), both under ``jax.jit`` after a
+For each layer and impl: forward time, forward+backward time (the value and
+gradient of ``sum(y * ct)`` w.r.t. input, weight and bias), both under ``jax.jit`` after a
 warm-up call, as the median of ``--repeats`` runs; the compile time of the
 forward+backward function; and the peak memory XLA plans for it (arguments,
 outputs and temporaries, from ``compiled.memory_analysis()``). With
@@ -90,10 +90,15 @@ def conv_kwargs(layer: Layer) -> dict:
 
 
 def time_jax(fwd: Callable, *args: jax.Array, repeats: int) -> dict:
-    """Forward and forward+backward (grad of ``<fwd(*args), ct>``) timings of `fwd`."""
+    """Forward, and forward+backward (value and grad of ``<fwd(*args), ct>``) timings.
+
+    The value keeps the forward in the program: the gradient of a loss linear in
+    the output alone would not need it, and XLA would drop it.
+    """
     fwd = jax.jit(fwd)
     ct = jnp.ones(jax.eval_shape(fwd, *args).shape, args[0].dtype)
-    grad = jax.jit(jax.grad(lambda *a: jnp.vdot(fwd(*a), ct), argnums=tuple(range(len(args)))))
+    grad = jax.jit(jax.value_and_grad(lambda *a: jnp.vdot(fwd(*a), ct),
+                                      argnums=tuple(range(len(args)))))
     start = time.perf_counter()
     compiled = grad.lower(*args).compile()
     compile_s = time.perf_counter() - start

@@ -329,6 +329,15 @@ def check_autodiff(fn: str, autodiff: Any) -> str:
     return autodiff
 
 
+def check_options(fn: str, rank: int, groups: Any, stride: Any, dilation: Any,
+                  precision: Any, autodiff: Any):
+    """The arguments conv and conv_transpose share: ``(groups, stride, dilation,
+    precision, autodiff)`` in canonical form."""
+    return (check_groups(fn, groups), positive_tuple(fn, "stride", stride, rank),
+            positive_tuple(fn, "dilation", dilation, rank), canonical_precision(fn, precision),
+            check_autodiff(fn, autodiff))
+
+
 def finish_spec(fn: str, spec: ConvSpec, impl: Any, conv_input_shape, weight_shape,
                 dtype) -> ConvSpec:
     """Resolve `impl` (``"auto"`` included) for the convolution `spec` describes."""
@@ -357,9 +366,8 @@ def conv_spec(
     ops = check_operands(fn, input, weight, bias, rank, "(C_out, C_in // groups, *kernel)")
     rank, in_spatial, kernel = ops.rank, ops.in_spatial, ops.kernel
     out_channels, group_in = ops.weight_shape[:2]
-    groups = check_groups(fn, groups)
-    stride = positive_tuple(fn, "stride", stride, rank)
-    dilation = positive_tuple(fn, "dilation", dilation, rank)
+    groups, stride, dilation, precision, autodiff = check_options(
+        fn, rank, groups, stride, dilation, precision, autodiff)
     if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
         raise _fail(
             ValueError,
@@ -367,8 +375,6 @@ def conv_spec(
             f"`padding_mode` must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}.",
         )
     pads = canonical_padding(fn, padding, rank, kernel, dilation, stride)
-    precision = canonical_precision(fn, precision)
-    autodiff = check_autodiff(fn, autodiff)
 
     if out_channels % groups:
         raise _fail(
@@ -429,9 +435,8 @@ def conv_transpose_spec(
     ops = check_operands(fn, input, weight, bias, rank, "(C_in, C_out // groups, *kernel)")
     rank, in_spatial, kernel = ops.rank, ops.in_spatial, ops.kernel
     in_channels, group_out = ops.weight_shape[:2]
-    groups = check_groups(fn, groups)
-    stride = positive_tuple(fn, "stride", stride, rank)
-    dilation = positive_tuple(fn, "dilation", dilation, rank)
+    groups, stride, dilation, precision, autodiff = check_options(
+        fn, rank, groups, stride, dilation, precision, autodiff)
     pads = int_tuple(fn, "padding", padding, rank)
     if any(p < 0 for p in pads):
         raise _fail(ValueError, fn, f"`padding` must be non-negative, got padding={padding!r}.")
@@ -449,8 +454,6 @@ def conv_transpose_spec(
             "`output_padding` must be smaller than either stride or dilation on each axis, "
             f"got output_padding={out_pads}, stride={stride}, dilation={dilation}.",
         )
-    precision = canonical_precision(fn, precision)
-    autodiff = check_autodiff(fn, autodiff)
     if in_channels % groups:
         raise _fail(
             ValueError,

@@ -114,9 +114,9 @@ def test_grad_of_grad_equals_autodiff_and_torch_double_backward(torch, impl, kw)
     custom, autodiff = outer("custom"), outer("jax")
     cls = torch.nn.Conv2d(4, 4, (3, 2), **kw).double()
     with torch.no_grad():
-        cls.weight.copy_(torch.from_numpy(np.asarray(w)))
-        cls.bias.copy_(torch.from_numpy(np.asarray(b)))
-    tx = torch.from_numpy(np.asarray(x)).requires_grad_()
+        cls.weight.copy_(torch.from_numpy(np.array(w)))
+        cls.bias.copy_(torch.from_numpy(np.array(b)))
+    tx = torch.from_numpy(np.array(x)).requires_grad_()
     gx, gw = torch.autograd.grad(torch.tanh(cls(tx)).sum(), (tx, cls.weight), create_graph=True)
     ggx, ggw = torch.autograd.grad((gx**2).sum() + (gw**3).sum(), (tx, cls.weight))
     for got, ad, want in zip(custom, autodiff, (ggx, ggw), strict=True):
