@@ -4,8 +4,9 @@ Each call is: validate and normalise once (:func:`jaxconv._spec.conv_spec`), the
 one jitted core keyed on the hashable spec: pre-pad with the padding mode, the
 implementation's forward kernel (bound to its hand-written reverse rules unless
 ``autodiff="jax"``), the bias. The gradients of the two outer steps are JAX's
-adjoints of a gather (the pad: a scatter-add folding border gradients back,
-docs/backprop.md §5) and of a broadcast (the bias: ``db = Σ g``).
+adjoints of the padding copy (slices, flips and a concatenation: the border
+gradients fold back onto their sources, docs/backprop.md §5) and of a
+broadcast (the bias: ``db = Σ g``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -
         y = _autodiff.forward(x, w, spec)
     else:
         y = _registry.get_impl(spec.impl).forward(x, w, spec)
-    if b is not None:
-        y = y + b.reshape((-1,) + (1,) * spec.rank)
-    return y
+    return add_bias(y, b, spec.rank)
+
+
+def add_bias(y: jax.Array, b: jax.Array | None, rank: int) -> jax.Array:
+    """``y[n, o, ...] + b[o]``; its adjoint is ``db = Σ g`` over batch and space."""
+    return y if b is None else y + b.reshape((-1,) + (1,) * rank)
 
 
 FORWARD_MODE_HINT = (
@@ -41,21 +45,27 @@ FORWARD_MODE_HINT = (
 )
 
 
+def run_core(fn: str, core, input, weight, bias, batched: bool, *static) -> jax.Array:
+    """Call a jitted core on batched operands; turn JAX's forward-mode refusal of
+    ``custom_vjp`` into a jaxconv error that says what to use instead."""
+    x = jnp.asarray(input)
+    try:
+        y = core(x if batched else x[None], jnp.asarray(weight),
+                 None if bias is None else jnp.asarray(bias), *static)
+    except TypeError as err:
+        if "forward-mode autodiff" in str(err):
+            raise TypeError(f"jaxconv.{fn}: {FORWARD_MODE_HINT}") from err
+        raise
+    return y if batched else y[0]
+
+
 def _conv(fn: str, rank: int | None, input, weight, bias, stride, padding, dilation, groups,
           padding_mode, impl, precision, autodiff) -> jax.Array:
     spec, batched = conv_spec(
         fn, input, weight, bias, stride, padding, dilation, groups, padding_mode, impl,
         precision, rank=rank, autodiff=autodiff,
     )
-    x = jnp.asarray(input)
-    try:
-        y = conv_core(x if batched else x[None], jnp.asarray(weight),
-                      None if bias is None else jnp.asarray(bias), spec)
-    except TypeError as err:
-        if "forward-mode autodiff" in str(err):
-            raise TypeError(f"jaxconv.{fn}: {FORWARD_MODE_HINT}") from err
-        raise
-    return y if batched else y[0]
+    return run_core(fn, conv_core, input, weight, bias, batched, spec)
 
 
 _DOC = """{rank_title} convolution with the semantics of ``torch.nn.functional.{torch_fn}``

@@ -19,10 +19,9 @@ import functools
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from jaxconv import _autodiff, _registry
-from jaxconv._conv import FORWARD_MODE_HINT
+from jaxconv._conv import add_bias, run_core
 from jaxconv._spec import ConvSpec, conv_transpose_spec
 
 
@@ -34,9 +33,7 @@ def conv_transpose_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: C
         y = _autodiff.input_grad(x, w, spec, out_spatial)
     else:
         y = _registry.get_impl(spec.impl).input_grad(x, w, spec, out_spatial)
-    if b is not None:
-        y = y + b.reshape((-1,) + (1,) * spec.rank)
-    return y
+    return add_bias(y, b, spec.rank)
 
 
 def _conv_transpose(fn: str, rank: int | None, input, weight, bias, stride, padding,
@@ -45,15 +42,7 @@ def _conv_transpose(fn: str, rank: int | None, input, weight, bias, stride, padd
         fn, input, weight, bias, stride, padding, output_padding, groups, dilation, impl,
         precision, rank=rank, autodiff=autodiff,
     )
-    x = jnp.asarray(input)
-    try:
-        y = conv_transpose_core(x if batched else x[None], jnp.asarray(weight),
-                                None if bias is None else jnp.asarray(bias), spec, out_spatial)
-    except TypeError as err:
-        if "forward-mode autodiff" in str(err):
-            raise TypeError(f"jaxconv.{fn}: {FORWARD_MODE_HINT}") from err
-        raise
-    return y if batched else y[0]
+    return run_core(fn, conv_transpose_core, input, weight, bias, batched, spec, out_spatial)
 
 
 _DOC = """{rank_title} transposed convolution with the semantics of

@@ -102,14 +102,6 @@ def _axis_indices(spec: ConvSpec, out_spatial: Sequence[int],
     ]
 
 
-def _output_spatial(padded: Sequence[int], kernel: Sequence[int],
-                    spec: ConvSpec) -> tuple[int, ...]:
-    return tuple(
-        (n - d * (k - 1) - 1) // s + 1
-        for n, k, d, s in zip(padded, kernel, spec.dilation, spec.stride, strict=True)
-    )
-
-
 def _padded_spatial(spatial: Sequence[int], pads: Pairs) -> tuple[int, ...]:
     return tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True))
 
@@ -253,17 +245,21 @@ def _sum_batch(f: Callable[..., jax.Array], arrays: Sequence[jax.Array],
 
 # --- the three kernels ------------------------------------------------------------------------
 
+def _grouped_patches(x: jax.Array, spec: ConvSpec, indices) -> jax.Array:
+    """``(N, G, C/G, P₁, K₁, …)``: zero-pad, im2col, split channels into groups."""
+    return _grouped(im2col(_zero_pad(x, spec.zero_padding), indices), 1, spec.groups)
+
+
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     """``y = X Wᵀ`` per group: ``(N, C_in, *S) -> (N, C_out, *P)``."""
     rank, kernel = spec.rank, w.shape[2:]
     padded = _padded_spatial(x.shape[2:], spec.zero_padding)
-    out_spatial = _output_spatial(padded, kernel, spec)
+    out_spatial = spec.output_spatial(x.shape[2:], kernel)
     indices = _axis_indices(spec, out_spatial, kernel)
     wg = _grouped(w, 0, spec.groups)  # (G, O/G, C/G, *K)
 
     def chunk_forward(xc: jax.Array) -> jax.Array:
-        patches = _grouped(im2col(_zero_pad(xc, spec.zero_padding), indices), 1, spec.groups)
-        y = _einsum(spec, patches, _patch_labels(rank),
+        y = _einsum(spec, _grouped_patches(xc, spec, indices), _patch_labels(rank),
                     wg, [_GROUP, _OUT, _IN, *_tap_labels(rank)],
                     [_BATCH, _GROUP, _OUT, *_out_labels(rank)])
         return _ungrouped(y, 1).astype(x.dtype)
@@ -276,7 +272,7 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
     """``dX = G W`` per group, then col2im and crop: ``(N, C_out, *P) -> (N, C_in, *S)``."""
     rank, kernel, out_spatial = spec.rank, w.shape[2:], g.shape[2:]
     padded = _padded_spatial(in_spatial, spec.zero_padding)
-    assert all(p <= q for p, q in zip(out_spatial, _output_spatial(padded, kernel, spec),
+    assert all(p <= q for p, q in zip(out_spatial, spec.output_spatial(in_spatial, kernel),
                                       strict=True))
     indices = _axis_indices(spec, out_spatial, kernel)
     wg = _grouped(w, 0, spec.groups)
@@ -298,15 +294,14 @@ def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array
     """``dW = Gᵀ X`` per group, summed over batch chunks: ``-> (C_out, C_in/G, *kernel)``."""
     rank, kernel, out_spatial = spec.rank, tuple(kernel), g.shape[2:]
     padded = _padded_spatial(x.shape[2:], spec.zero_padding)
-    assert all(p <= q for p, q in zip(out_spatial, _output_spatial(padded, kernel, spec),
+    assert all(p <= q for p, q in zip(out_spatial, spec.output_spatial(x.shape[2:], kernel),
                                       strict=True))
     indices = _axis_indices(spec, out_spatial, kernel)
 
     def chunk_weight_grad(xc: jax.Array, gc: jax.Array) -> jax.Array:
-        patches = _grouped(im2col(_zero_pad(xc, spec.zero_padding), indices), 1, spec.groups)
         dw = _einsum(spec, _grouped(gc, 1, spec.groups),
                      [_BATCH, _GROUP, _OUT, *_out_labels(rank)],
-                     patches, _patch_labels(rank),
+                     _grouped_patches(xc, spec, indices), _patch_labels(rank),
                      [_GROUP, _OUT, _IN, *_tap_labels(rank)])
         return _ungrouped(dw, 0)  # accumulation dtype; cast once after the chunk sum
 

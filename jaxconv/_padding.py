@@ -139,6 +139,9 @@ def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None
             f"`pad` has {len(amounts)} entries but a {input.ndim}-d input allows at "
             f"most {2 * input.ndim}, got pad={tuple(pad)!r}.",
         )
+    if value is not None and not (
+            isinstance(value, (int, float, np.number)) and not isinstance(value, bool)):
+        raise _fail(TypeError, fn, f"`value` must be a real number or None, got {value!r}.")
     if mode != "constant" and value is not None:
         raise _fail(
             ValueError, fn, f"mode={mode!r} doesn't take a `value`, got value={value!r}."

@@ -13,6 +13,7 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -69,11 +70,12 @@ class ConvSpec:
         return self.padding
 
     def output_spatial(self, in_spatial: Sequence[int], kernel: Sequence[int]) -> tuple[int, ...]:
-        """PyTorch's output size: ``(in + lo + hi - dilation * (k - 1) - 1) // stride + 1``."""
+        """Output size for an implementation's input (already mode-padded):
+        ``(in + lo + hi - dilation * (k - 1) - 1) // stride + 1`` with the zero padding."""
         return tuple(
             (n + lo + hi - d * (k - 1) - 1) // s + 1
             for n, (lo, hi), d, k, s in zip(
-                in_spatial, self.padding, self.dilation, kernel, self.stride, strict=True
+                in_spatial, self.zero_padding, self.dilation, kernel, self.stride, strict=True
             )
         )
 
@@ -83,8 +85,8 @@ def _fail(cls: type[Exception], fn: str, message: str) -> Exception:
 
 
 def check_array(fn: str, name: str, value: Any) -> None:
-    """`value` must be an array-like with a shape and a dtype (jax, numpy, tracer)."""
-    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+    """`value` must be a jax.Array (tracers included) or a NumPy array or scalar."""
+    if not isinstance(value, (jax.Array, np.ndarray, np.generic)):
         raise _fail(
             TypeError,
             fn,
@@ -138,6 +140,13 @@ def positive_tuple(fn: str, name: str, value: Any, rank: int) -> tuple[int, ...]
     return out
 
 
+def non_negative_tuple(fn: str, name: str, value: Any, rank: int) -> tuple[int, ...]:
+    out = int_tuple(fn, name, value, rank)
+    if any(v < 0 for v in out):
+        raise _fail(ValueError, fn, f"`{name}` must be non-negative, got {name}={value!r}.")
+    return out
+
+
 def same_padding(kernel: Sequence[int], dilation: Sequence[int]) -> Pairs:
     """PyTorch's 'same': total ``dilation * (k - 1)``, the odd extra on the high side."""
     pairs = []
@@ -169,14 +178,7 @@ def canonical_padding(
             fn,
             f"`padding` string must be one of {PADDING_STRINGS}, got padding={padding!r}.",
         )
-    pads = int_tuple(fn, "padding", padding, rank)
-    if any(p < 0 for p in pads):
-        raise _fail(
-            ValueError,
-            fn,
-            f"`padding` must be non-negative, got padding={padding!r}.",
-        )
-    return tuple((p, p) for p in pads)
+    return tuple((p, p) for p in non_negative_tuple(fn, "padding", padding, rank))
 
 
 def canonical_precision(fn: str, precision: Any) -> Any:
@@ -187,7 +189,7 @@ def canonical_precision(fn: str, precision: Any) -> Any:
             return lax.Precision(precision)
         except ValueError:
             pass
-    elif isinstance(precision, tuple) and len(precision) == 2:
+    elif isinstance(precision, tuple) and len(precision) == 2 and None not in precision:
         return tuple(canonical_precision(fn, p) for p in precision)
     raise _fail(
         ValueError,
@@ -282,6 +284,13 @@ def check_operands(fn: str, input: Any, weight: Any, bias: Any, rank: int | None
         )
     batched = input.ndim == rank + 2
     in_channels, *in_spatial = input.shape[1:] if batched else input.shape
+    if any(n == 0 for n in in_spatial):
+        raise _fail(
+            ValueError,
+            fn,
+            "only the batch and channel dimensions of `input` may be empty (as in PyTorch), "
+            f"got input.shape={tuple(input.shape)}.",
+        )
 
     check_dtype(fn, "input", input.dtype)
     for name, arr in (("weight", weight), ("bias", bias)):
@@ -437,16 +446,8 @@ def conv_transpose_spec(
     in_channels, group_out = ops.weight_shape[:2]
     groups, stride, dilation, precision, autodiff = check_options(
         fn, rank, groups, stride, dilation, precision, autodiff)
-    pads = int_tuple(fn, "padding", padding, rank)
-    if any(p < 0 for p in pads):
-        raise _fail(ValueError, fn, f"`padding` must be non-negative, got padding={padding!r}.")
-    out_pads = int_tuple(fn, "output_padding", output_padding, rank)
-    if any(p < 0 for p in out_pads):
-        raise _fail(
-            ValueError,
-            fn,
-            f"`output_padding` must be non-negative, got output_padding={output_padding!r}.",
-        )
+    pads = non_negative_tuple(fn, "padding", padding, rank)
+    out_pads = non_negative_tuple(fn, "output_padding", output_padding, rank)
     if any(op >= s and op >= d for op, s, d in zip(out_pads, stride, dilation, strict=True)):
         raise _fail(
             ValueError,

@@ -241,6 +241,9 @@ def test_errors(kw, exc, message):
      "input.shape=(5,)."),
     (X, W.astype(np.float64), TypeError,
      "jaxconv.conv_transpose1d: `weight` dtype float64 must equal `input` dtype float32."),
+    (np.zeros((2, 4, 0), np.float32), W, ValueError,
+     "jaxconv.conv_transpose1d: only the batch and channel dimensions of `input` may be empty "
+     "(as in PyTorch), got input.shape=(2, 4, 0)."),
 ])
 def test_operand_errors(x, w, exc, message):
     with pytest.raises(exc, match=re.escape(message)):

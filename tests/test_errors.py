@@ -13,7 +13,15 @@ X1 = np.zeros((2, 4, 5), np.float32)  # (N, C, W)
 W1 = np.zeros((6, 2, 3), np.float32)  # groups=2
 W1G1 = np.zeros((6, 4, 3), np.float32)
 
-# (id, call, exception, message regex)
+class _TensorLike:
+    """Has .shape and .dtype like a torch.Tensor, but is no JAX or NumPy array."""
+
+    shape = (1, 4, 5)
+    dtype = "torch.float32"
+    ndim = 3
+
+
+# (id, call, exception, message)
 CONV_ERRORS = [
     ("input-not-array", lambda: jaxconv.conv1d([[1.0]], W1G1), TypeError,
      "jaxconv.conv1d: `input` must be an array (jax.Array or numpy.ndarray), got list."),
@@ -93,10 +101,15 @@ CONV_ERRORS = [
     ("circular-limit", lambda: jaxconv.conv1d(X1, W1G1, padding=6, padding_mode="circular"),
      ValueError, "jaxconv.conv1d: circular padding (6, 6) at dimension 2 wraps around more than "
                  "once: each pad must be at most that input size (5)."),
-    ("replicate-empty", lambda: jaxconv.conv1d(np.zeros((1, 4, 0), np.float32), W1G1, padding=2,
-                                               padding_mode="replicate"), ValueError,
-     "jaxconv.conv1d: replicate padding needs a non-empty dimension 2, got size 0 with "
-     "padding=(2, 2)."),
+    ("empty-spatial", lambda: jaxconv.conv1d(np.zeros((1, 4, 0), np.float32), W1G1, padding=2,
+                                             padding_mode="replicate"), ValueError,
+     "jaxconv.conv1d: only the batch and channel dimensions of `input` may be empty (as in "
+     "PyTorch), got input.shape=(1, 4, 0)."),
+    ("torch-tensor", lambda: jaxconv.conv1d(_TensorLike(), W1G1), TypeError,
+     "jaxconv.conv1d: `input` must be an array (jax.Array or numpy.ndarray), got _TensorLike."),
+    ("precision-pair-none", lambda: jaxconv.conv1d(X1, W1G1, precision=(None, "high")),
+     ValueError, "jaxconv.conv1d: `precision` must be None, a jax.lax.Precision, one of "
+                 "'default', 'high', 'highest', or a pair of those, got precision=(None, 'high')."),
     ("impl", lambda: jaxconv.conv1d(X1, W1G1, impl="cudnn"), ValueError,
      "jaxconv.conv1d: `impl` must be one of ('auto', 'lax'"),
     ("precision", lambda: jaxconv.conv1d(X1, W1G1, precision="ultra"), ValueError,
@@ -126,12 +139,27 @@ def test_unknown_impl_lists_every_choice():
      "reflect padding (5, 5) at dimension 2 must be less than that input size (5)"),
     (jaxconv.conv2d, np.zeros((1, 4, 5, 5)), np.zeros((2, 4, 3, 3)), dict(padding=(1,)),
      "`padding` must be an int or a tuple of 2 ints for a 2-d convolution"),
+    (jaxconv.conv1d, X1, np.zeros((6, 4, 7), np.float32), {},
+     "the kernel can't be greater than the padded input."),
+    (jaxconv.conv_transpose1d, X1, np.zeros((4, 3, 3), np.float32),
+     dict(stride=2, output_padding=2),
+     "`output_padding` must be smaller than either stride or dilation on each axis"),
+    (jaxconv.conv_transpose1d, X1, np.zeros((6, 3, 3), np.float32), {},
+     "weight.shape=(6, 3, 3) expects `input` with 6 channels, got 4"),
 ])
 def test_same_errors_under_jit(fn, x, w, kw, message):
     """Shapes and Python arguments are static under jit, so the checks still run first."""
     f = jax.jit(lambda x, w: fn(x, w, **kw))
     with pytest.raises(ValueError, match=re.escape(message)):
         f(jnp.asarray(x), jnp.asarray(w))
+
+
+def test_pad_errors_under_jit():
+    f = jax.jit(lambda x: jaxconv.pad(x, (3, 0), mode="reflect"))
+    with pytest.raises(ValueError, match=re.escape(
+            "jaxconv.pad: reflect padding (3, 0) at dimension 2 must be less than that input "
+            "size (3), as in PyTorch.")):
+        f(jnp.zeros((1, 2, 3)))
 
 
 PAD_ERRORS = [
@@ -153,6 +181,8 @@ PAD_ERRORS = [
     ("circular-limit", dict(pad=(0, 4), mode="circular"), ValueError,
      "jaxconv.pad: circular padding (0, 4) at dimension 2 wraps around more than once: each "
      "pad must be at most that input size (3)."),
+    ("value-kind", dict(pad=(1, 1), value="a"), TypeError,
+     "jaxconv.pad: `value` must be a real number or None, got 'a'."),
     ("over-crop", dict(pad=(-2, -2)), ValueError,
      "jaxconv.pad: pad (-2, -2) at dimension 2 crops more than its size (3)."),
 ]
