@@ -141,23 +141,34 @@ def _is_convolution(name: str) -> bool:
     return name.startswith("conv") and not name.startswith("convert")
 
 
+LOSSES = {
+    "conv2d": lambda impl: lambda x, w: jnp.sum(jaxconv.conv2d(
+        x, w, stride=2, padding=1, dilation=(1, 2), groups=2, impl=impl) ** 2),
+    "conv2d-reflect-same": lambda impl: lambda x, w: jnp.sum(jnp.sin(jaxconv.conv2d(
+        x, w, padding="same", groups=2, padding_mode="reflect", impl=impl))),
+    "conv_transpose2d": lambda impl: lambda x, w: jnp.sum(jaxconv.conv_transpose2d(
+        x[:, :, :4, :3], w.reshape(4, 3, 3, 2)[:, :, :, :], stride=2, padding=1,
+        output_padding=1, impl=impl) ** 2),
+}
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
 @pytest.mark.parametrize("impl", ["gather", "lax"])
-def test_gather_jaxpr_has_no_convolution(impl):
-    """No ``conv*`` primitive in the forward or the gradient; lax is the positive control."""
+def test_gather_jaxpr_has_no_convolution(impl, loss):
+    """No ``conv*`` primitive in the forward, the gradient or the gradient of the
+    gradient norm; lax is the positive control."""
     x = jnp.ones((2, 4, 7, 6))
     w = jnp.ones((6, 2, 3, 2))
-
-    def loss(x, w):
-        y = jaxconv.conv2d(x, w, stride=2, padding=1, dilation=(1, 2), groups=2, impl=impl)
-        return jnp.sum(y**2)
-
-    forward = _primitive_names(jax.make_jaxpr(loss)(x, w).jaxpr)
-    grad = _primitive_names(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(x, w).jaxpr)
-    for names in (forward, grad):
+    f = LOSSES[loss](impl)
+    grad = jax.grad(f, argnums=(0, 1))
+    grad_of_grad = jax.grad(lambda x, w: sum(jnp.sum(g**2) for g in grad(x, w)), argnums=(0, 1))
+    jaxprs = {name: _primitive_names(jax.make_jaxpr(fn)(x, w).jaxpr)
+              for name, fn in (("forward", f), ("grad", grad), ("grad_of_grad", grad_of_grad))}
+    for names in jaxprs.values():
         has_conv = any(_is_convolution(name) for name in names)
         assert has_conv == (impl == "lax"), sorted(names)
     if impl == "gather":
-        assert "gather" in forward and "dot_general" in forward
+        assert "dot_general" in jaxprs["forward"]
 
 
 @pytest.fixture
@@ -178,7 +189,12 @@ def test_tiny_budget_chunks_the_batch_and_agrees(memory_budget, batch, chunk):
 
     run = _gather_and_lax(spec)
     jaxpr = jax.make_jaxpr(run)(x, w, g).jaxpr
-    assert sum(eqn.primitive.name == "scan" for eqn in _all_eqns(jaxpr)) == 3
+    scans = [eqn for eqn in _all_eqns(jaxpr) if eqn.primitive.name == "scan"]
+    assert len(scans) == 3  # forward, input_grad, weight_grad
+    # Each scan walks batch // chunk full chunks of exactly `chunk` samples.
+    assert {eqn.params["length"] for eqn in scans} == {batch // chunk}
+    assert all(v.aval.shape[0] == chunk for eqn in scans
+               for v in eqn.params["jaxpr"].jaxpr.invars[-1:])
     _check(run(x, w, g))
 
 
