@@ -249,6 +249,8 @@ def main(argv=None) -> None:
                         help="also time the backward pass with JAX autodiff of the forward")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument("--plot", help="write a bar chart of fwd+bwd times to this PNG "
+                        "(needs matplotlib: pip install -e '.[bench]')")
     args = parser.parse_args(argv)
 
     rows: list = []
@@ -302,6 +304,34 @@ def main(argv=None) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+    if args.plot:
+        plot(rows, args.plot)
+
+
+def plot(rows: list, path: str) -> None:
+    """Grouped bars: forward+backward ms per layer and variant, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    times = {(r["layer"], r["variant"]): r["fwdbwd_ms"] for r in rows}
+    width = 0.8 / len(variants)
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(layers)), 4.5))
+    for i, variant in enumerate(variants):
+        xs = [j + i * width for j, layer in enumerate(layers) if (layer, variant) in times]
+        ys = [times[layer, variant] for layer in layers if (layer, variant) in times]
+        ax.bar(xs, ys, width, label=variant)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers, rotation=30,
+                  ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("forward + backward, ms (log)")
+    ax.set_title(f"jaxconv on {jax.devices()[0].platform}, float32")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
