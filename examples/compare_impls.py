@@ -33,6 +33,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     impls = jaxconv.available_impls()
     oracle = "torch" if torch is not None else "lax"
+    for name in impls:
+        print(f"impl {name!r}: {jaxconv.get_impl(name).description}")
     print(f"max |jaxconv - {oracle}| per impl, float32")
     worst = 0.0
     print(f"{'layer':<26}{'out shape':<22}" + "".join(f"{i:>12}" for i in impls))

@@ -16,7 +16,7 @@ from jaxconv._conv_transpose import (
 )
 from jaxconv._gather import get_memory_budget, set_memory_budget
 from jaxconv._padding import pad
-from jaxconv._registry import Impl, available_impls, register_impl
+from jaxconv._registry import Impl, available_impls, get_impl, register_impl
 from jaxconv._spec import ConvSpec
 
 __version__ = "0.1.0"
@@ -33,6 +33,7 @@ __all__ = [
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
+    "get_impl",
     "get_memory_budget",
     "pad",
     "register_impl",

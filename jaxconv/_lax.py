@@ -27,6 +27,10 @@ a correlation in which batch plays the feature role and channels the batch
 role: window stride ``d``, kernel (= ``g``) dilation ``s``, padding
 ``(lo, d(K-1) + (P-1)s + 1 - n - lo)`` so exactly ``K`` outputs come out. Groups
 become ``batch_group_count``: group ``γ`` of ``c`` pairs with group ``γ`` of ``o``.
+
+``spec.precision`` is passed to all three calls as given; a ``(lhs, rhs)`` pair
+applies by position, so in the gradient kernels it governs ``(g, w)`` and
+``(x, g)``.
 """
 
 from __future__ import annotations

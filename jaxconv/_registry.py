@@ -60,6 +60,7 @@ def available_impls() -> tuple[str, ...]:
 
 
 def get_impl(name: str) -> Impl:
+    """The registered :class:`Impl` called `name` (its kernels and description)."""
     return _REGISTRY[name]
 
 
