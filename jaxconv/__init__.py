@@ -1,12 +1,10 @@
 """jaxconv: JAX convolutions with exactly PyTorch's semantics, computed more than one way."""
 
-from jaxconv import _lax  # noqa: F401  (registers impl="lax" first: it is the reference)
+from jaxconv import impls  # noqa: F401  (registers the impls)
 
 # isort: split
-from jaxconv import (
-    _gather,  # noqa: F401  (registers impl="gather")
-    testing,
-)
+from jaxconv import testing
+from jaxconv._auto import AutoChoice, explain_auto
 from jaxconv._conv import conv, conv1d, conv2d, conv3d
 from jaxconv._conv_transpose import (
     conv_transpose,
@@ -14,14 +12,15 @@ from jaxconv._conv_transpose import (
     conv_transpose2d,
     conv_transpose3d,
 )
-from jaxconv._gather import get_memory_budget, set_memory_budget
 from jaxconv._padding import pad
 from jaxconv._registry import Impl, available_impls, get_impl, register_impl
 from jaxconv._spec import ConvSpec
+from jaxconv.impls.gather import get_memory_budget, set_memory_budget
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoChoice",
     "ConvSpec",
     "Impl",
     "available_impls",
@@ -33,6 +32,7 @@ __all__ = [
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
+    "explain_auto",
     "get_impl",
     "get_memory_budget",
     "pad",

@@ -28,7 +28,7 @@ import functools
 
 import jax
 
-from jaxconv._registry import get_impl
+from jaxconv._registry import forward_kernel, input_grad_kernel, weight_grad_kernel
 from jaxconv._spec import ConvSpec
 
 
@@ -43,7 +43,7 @@ def _crop_like(y: jax.Array, like: jax.Array) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     """``F(x, w)``: the convolution (x already mode-padded), hand-written VJP."""
-    return get_impl(spec.impl).forward(x, w, spec)
+    return forward_kernel(spec)(x, w, spec)
 
 
 def _forward_fwd(x, w, spec):
@@ -61,7 +61,7 @@ forward.defvjp(_forward_fwd, _forward_bwd)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial: tuple[int, ...]):
     """``T(g, w)``: the adjoint of ``F`` in ``x`` (the transposed convolution)."""
-    return get_impl(spec.impl).input_grad(g, w, spec, in_spatial)
+    return input_grad_kernel(spec)(g, w, spec, in_spatial)
 
 
 def _input_grad_fwd(g, w, spec, in_spatial):
@@ -79,7 +79,7 @@ input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel: tuple[int, ...]):
     """``W(x, g)``: the adjoint of ``F`` in ``w`` (correlation of x with g)."""
-    return get_impl(spec.impl).weight_grad(x, g, spec, kernel)
+    return weight_grad_kernel(spec)(x, g, spec, kernel)
 
 
 def _weight_grad_fwd(x, g, spec, kernel):

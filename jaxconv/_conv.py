@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxconv import _autodiff, _registry
+from jaxconv._auto import resolve_impl
 from jaxconv._padding import pad_trailing
 from jaxconv._spec import ConvSpec, conv_spec
 
@@ -29,7 +30,7 @@ def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -
     if spec.autodiff == "custom":
         y = _autodiff.forward(x, w, spec)
     else:
-        y = _registry.get_impl(spec.impl).forward(x, w, spec)
+        y = _registry.forward_kernel(spec)(x, w, spec)
     return add_bias(y, b, spec.rank)
 
 
@@ -62,9 +63,11 @@ def run_core(fn: str, core, input, weight, bias, batched: bool, *static) -> jax.
 def _conv(fn: str, rank: int | None, input, weight, bias, stride, padding, dilation, groups,
           padding_mode, impl, precision, autodiff) -> jax.Array:
     spec, batched = conv_spec(
-        fn, input, weight, bias, stride, padding, dilation, groups, padding_mode, impl,
+        fn, input, weight, bias, stride, padding, dilation, groups, padding_mode,
         precision, rank=rank, autodiff=autodiff,
     )
+    spec = resolve_impl(fn, impl, spec, input.shape if batched else (1, *input.shape),
+                        weight.shape, input.dtype)
     return run_core(fn, conv_core, input, weight, bias, batched, spec)
 
 

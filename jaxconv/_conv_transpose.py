@@ -21,6 +21,7 @@ from typing import Any
 import jax
 
 from jaxconv import _autodiff, _registry
+from jaxconv._auto import resolve_impl
 from jaxconv._conv import add_bias, run_core
 from jaxconv._spec import ConvSpec, conv_transpose_spec
 
@@ -32,16 +33,17 @@ def conv_transpose_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: C
     if spec.autodiff == "custom":
         y = _autodiff.input_grad(x, w, spec, out_spatial)
     else:
-        y = _registry.get_impl(spec.impl).input_grad(x, w, spec, out_spatial)
+        y = _registry.input_grad_kernel(spec)(x, w, spec, out_spatial)
     return add_bias(y, b, spec.rank)
 
 
 def _conv_transpose(fn: str, rank: int | None, input, weight, bias, stride, padding,
                     output_padding, groups, dilation, impl, precision, autodiff) -> jax.Array:
-    spec, out_spatial, batched = conv_transpose_spec(
-        fn, input, weight, bias, stride, padding, output_padding, groups, dilation, impl,
+    spec, out_spatial, batched, conv_input_shape = conv_transpose_spec(
+        fn, input, weight, bias, stride, padding, output_padding, groups, dilation,
         precision, rank=rank, autodiff=autodiff,
     )
+    spec = resolve_impl(fn, impl, spec, conv_input_shape, weight.shape, input.dtype)
     return run_core(fn, conv_transpose_core, input, weight, bias, batched, spec, out_spatial)
 
 

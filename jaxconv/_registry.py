@@ -16,7 +16,13 @@ An implementation is three kernels over an already mode-padded, batched input
 ``forward`` followed by that crop. ``conv_transpose`` with an
 ``output_padding`` >= stride needs this.
 
-Adding an implementation is one module that calls :func:`register_impl`.
+Because the three kernels of every impl satisfy the same adjoint contract, a
+spec may take each of them from a different impl (``ConvSpec.impl`` is then a
+``(forward, input_grad, weight_grad)`` triple of names; ``impl="auto"`` does
+this, see :mod:`jaxconv._auto`).
+
+Adding an implementation is one module under ``jaxconv/impls/`` that calls
+:func:`register_impl`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from jaxconv._spec import ConvSpec, _fail
+from jaxconv._spec import ConvSpec
 
 Kernel = Callable[..., Any]
 
@@ -64,16 +70,18 @@ def get_impl(name: str) -> Impl:
     return _REGISTRY[name]
 
 
-def choose_auto(spec: ConvSpec, input_shape, weight_shape, dtype) -> str:
-    """The implementation ``impl="auto"`` picks: lax, the portable choice on every backend."""
-    del spec, input_shape, weight_shape, dtype
-    return "lax"
+def forward_kernel(spec: ConvSpec) -> Kernel:
+    """The forward kernel ``F`` the spec names (``spec.kernel_impls[0]``)."""
+    return _REGISTRY[spec.kernel_impls[0]].forward
 
 
-def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape, dtype) -> str:
-    if impl == "auto":
-        return choose_auto(spec, input_shape, weight_shape, dtype)
-    if isinstance(impl, str) and impl in _REGISTRY:
-        return impl
-    choices = ("auto", *_REGISTRY)
-    raise _fail(ValueError, fn, f"`impl` must be one of {choices}, got impl={impl!r}.")
+def input_grad_kernel(spec: ConvSpec) -> Kernel:
+    """The input-gradient kernel ``T`` the spec names (``spec.kernel_impls[1]``)."""
+    return _REGISTRY[spec.kernel_impls[1]].input_grad
+
+
+def weight_grad_kernel(spec: ConvSpec) -> Kernel:
+    """The weight-gradient kernel ``W`` the spec names (``spec.kernel_impls[2]``)."""
+    return _REGISTRY[spec.kernel_impls[2]].weight_grad
+
+

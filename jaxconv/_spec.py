@@ -38,7 +38,10 @@ class ConvSpec:
       dilation: per spatial axis, >= 1.
       groups: >= 1, divides both channel counts.
       padding_mode: how ``padding`` is filled: one of :data:`PADDING_MODES`.
-      impl: the registered implementation that computes it (never ``"auto"``).
+      impl: the registered implementation that computes it (never ``"auto"``):
+        one name for all three kernels, or a ``(forward, input_grad,
+        weight_grad)`` triple of names, one impl per kernel (what
+        ``impl="auto"`` resolves to; see :attr:`kernel_impls`).
       precision: a :class:`jax.lax.Precision` (or pair of them), or ``None``.
       autodiff: ``"custom"`` (the impl's hand-written reverse rules, bound with
         ``jax.custom_vjp``) or ``"jax"`` (JAX differentiates the forward kernel;
@@ -51,9 +54,14 @@ class ConvSpec:
     dilation: tuple[int, ...]
     groups: int
     padding_mode: str = "zeros"
-    impl: str = "lax"
+    impl: str | tuple[str, str, str] = "lax"
     precision: Any = None
     autodiff: str = "custom"
+
+    @property
+    def kernel_impls(self) -> tuple[str, str, str]:
+        """The impls of the ``(forward, input_grad, weight_grad)`` kernels."""
+        return (self.impl,) * 3 if isinstance(self.impl, str) else self.impl
 
     @property
     def zero_padding(self) -> Pairs:
@@ -347,15 +355,6 @@ def check_options(fn: str, rank: int, groups: Any, stride: Any, dilation: Any,
             check_autodiff(fn, autodiff))
 
 
-def finish_spec(fn: str, spec: ConvSpec, impl: Any, conv_input_shape, weight_shape,
-                dtype) -> ConvSpec:
-    """Resolve `impl` (``"auto"`` included) for the convolution `spec` describes."""
-    from jaxconv import _registry  # the registry imports this module
-
-    resolved = _registry.resolve_impl(fn, impl, spec, conv_input_shape, weight_shape, dtype)
-    return dataclasses.replace(spec, impl=resolved)
-
-
 def conv_spec(
     fn: str,
     input: Any,
@@ -366,12 +365,15 @@ def conv_spec(
     dilation: Any,
     groups: Any,
     padding_mode: Any,
-    impl: Any,
     precision: Any,
     rank: int | None = None,
     autodiff: Any = "custom",
 ) -> tuple[ConvSpec, bool]:
-    """Validate a conv call and return its :class:`ConvSpec` and whether input is batched."""
+    """Validate a conv call and return its :class:`ConvSpec` and whether input is batched.
+
+    The spec's ``impl`` is left at its default: the caller resolves the ``impl=``
+    argument (``"auto"`` included) with :func:`jaxconv._auto.resolve_impl`.
+    """
     ops = check_operands(fn, input, weight, bias, rank, "(C_out, C_in // groups, *kernel)")
     rank, in_spatial, kernel = ops.rank, ops.in_spatial, ops.kernel
     out_channels, group_in = ops.weight_shape[:2]
@@ -417,7 +419,7 @@ def conv_spec(
 
     spec = ConvSpec(rank=rank, stride=stride, padding=pads, dilation=dilation, groups=groups,
                     padding_mode=padding_mode, precision=precision, autodiff=autodiff)
-    return finish_spec(fn, spec, impl, input.shape, ops.weight_shape, input.dtype), ops.batched
+    return spec, ops.batched
 
 
 def conv_transpose_spec(
@@ -430,16 +432,16 @@ def conv_transpose_spec(
     output_padding: Any,
     groups: Any,
     dilation: Any,
-    impl: Any,
     precision: Any,
     rank: int | None = None,
     autodiff: Any = "custom",
-) -> tuple[ConvSpec, tuple[int, ...], bool]:
+) -> tuple[ConvSpec, tuple[int, ...], bool, tuple[int, ...]]:
     """Validate a conv_transpose call.
 
     Returns the :class:`ConvSpec` of the convolution it transposes (whose input
-    gradient it is), the transposed convolution's output spatial size, and
-    whether input is batched.
+    gradient it is), the transposed convolution's output spatial size, whether
+    input is batched, and the input shape of that convolution (what
+    :func:`jaxconv._auto.resolve_impl` chooses kernels for).
     """
     ops = check_operands(fn, input, weight, bias, rank, "(C_in, C_out // groups, *kernel)")
     rank, in_spatial, kernel = ops.rank, ops.in_spatial, ops.kernel
@@ -488,5 +490,4 @@ def conv_transpose_spec(
                     dilation=dilation, groups=groups, precision=precision, autodiff=autodiff)
     batch = input.shape[:1] if ops.batched else (1,)
     conv_input_shape = (*batch, out_channels, *out_spatial)
-    spec = finish_spec(fn, spec, impl, conv_input_shape, ops.weight_shape, input.dtype)
-    return spec, out_spatial, ops.batched
+    return spec, out_spatial, ops.batched, conv_input_shape

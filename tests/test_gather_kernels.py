@@ -12,7 +12,8 @@ import pytest
 from jax.extend.core import ClosedJaxpr, Jaxpr
 
 import jaxconv
-from jaxconv import _gather, _lax
+from jaxconv.impls import gather as _gather
+from jaxconv.impls import lax as _lax
 
 # (groups, C_in, C_out): plain, two groups, depthwise with channel multiplier 2.
 GROUPINGS = ((1, 3, 2), (2, 4, 6), (3, 3, 6))

@@ -1,0 +1,146 @@
+"""``impl="auto"``: which impl computes each kernel of a convolution.
+
+The forward ``F``, input-gradient ``T`` and weight-gradient ``W`` kernels of
+every impl satisfy the same adjoint contract (:mod:`jaxconv._registry`), so
+auto picks each of the three separately, from the convolution's geometry
+(rank, sizes, channels per group, kernel), the dtype and the backend. The
+rules below were read off ``python -m jaxconv bench --kernels`` on a 2-core
+x86-64 CPU (jax 0.10.2, XLA's CPU convolutions run by YNNPACK); the table that
+justifies each one is in README.md ("Performance"). On another machine,
+``python -m jaxconv bench --kernels`` times every impl's kernels per layer and
+prints what auto picks next to the fastest, so a rule can be re-derived there.
+
+On GPU and TPU auto keeps ``lax`` for every kernel: no measurement there says
+otherwise yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxconv._registry import available_impls
+from jaxconv._spec import ConvSpec, _fail, conv_spec, conv_transpose_spec
+
+KERNELS = ("forward", "input_grad", "weight_grad")
+
+# Rule thresholds (see the module docstring and README "Performance").
+SHIFT_MAX_GROUP_IN = 8  # shift-and-add beats matmul-based kernels up to this C_in / groups
+SHIFT_MAX_TERMS = 512  # Cg * prod(K) (F, W) and M * prod(K) (T): unrolled terms per output
+SMALL_SPATIAL = 16  # output positions per sample at or below which patches + matmul win
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoChoice:
+    """What ``impl="auto"`` runs for one convolution, and why.
+
+    Attributes:
+      forward, input_grad, weight_grad: the impl of each kernel.
+      reasons: one short sentence per kernel: the rule that chose it.
+    """
+
+    forward: str
+    input_grad: str
+    weight_grad: str
+    reasons: tuple[str, str, str]
+
+    @property
+    def impls(self) -> tuple[str, str, str]:
+        return (self.forward, self.input_grad, self.weight_grad)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{k:<12} {i:<7} {r}" for k, i, r in zip(KERNELS, self.impls,
+                                                                   self.reasons, strict=True))
+
+
+def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
+           backend: str) -> AutoChoice:
+    """The kernels auto runs for the convolution of `spec` on `input_shape`
+    ``(N, C_in, *S)`` (before mode padding) with `weight_shape` on `backend`."""
+    if backend != "cpu":
+        why = f"backend {backend!r}: lax (no measurement on this backend says otherwise)"
+        return AutoChoice("lax", "lax", "lax", (why,) * 3)
+    out_channels, group_in, *kernel = weight_shape
+    groups, taps = spec.groups, math.prod(kernel)
+    group_out = out_channels // groups
+    padded = [n + lo + hi for n, (lo, hi) in zip(input_shape[2:], spec.padding, strict=True)]
+    out_positions = math.prod(
+        (p - d * (k - 1) - 1) // s + 1
+        for p, k, d, s in zip(padded, kernel, spec.dilation, spec.stride, strict=True))
+
+    if groups > 1 and group_in <= SHIFT_MAX_GROUP_IN:
+        why = (f"{groups} groups of {group_in} input channels (<= {SHIFT_MAX_GROUP_IN}): "
+               "shift-and-add, no grouped XLA convolution")
+        f = t = w = "shift"
+        reasons = [why] * 3
+        if group_in * taps > SHIFT_MAX_TERMS:
+            f, reasons[0] = "gather", f"{group_in * taps} terms per output: gather"
+        if group_out * taps > SHIFT_MAX_TERMS:
+            t, reasons[1] = "gather", f"{group_out * taps} terms per input: gather"
+        return AutoChoice(f, t, w, tuple(reasons))
+    if groups > 1:
+        why = (f"{groups} groups of {group_in} channels: im2col + batched matmul "
+               "(XLA's grouped convolutions are slow on CPU)")
+        return AutoChoice("gather", "gather", "gather", (why,) * 3)
+    if out_positions <= SMALL_SPATIAL:
+        why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}): "
+               "im2col + one matmul")
+        return AutoChoice("gather", "gather", "gather", (why,) * 3)
+    why = "dense convolution: XLA's CPU convolution"
+    return AutoChoice("lax", "lax", "lax", (why,) * 3)
+
+
+def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
+                 dtype: Any) -> ConvSpec:
+    """`spec` with ``impl`` set: the named impl, or auto's per-kernel choice."""
+    if impl == "auto":
+        choice = choose(spec, tuple(input_shape), tuple(weight_shape), dtype,
+                        jax.default_backend())
+        names = choice.impls
+        return dataclasses.replace(spec, impl=names[0] if len(set(names)) == 1 else names)
+    if isinstance(impl, str) and impl in available_impls():
+        return dataclasses.replace(spec, impl=impl)
+    choices = ("auto", *available_impls())
+    raise _fail(ValueError, fn, f"`impl` must be one of {choices}, got impl={impl!r}.")
+
+
+def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
+                 dilation: Any = 1, groups: int = 1, padding_mode: str = "zeros", *,
+                 dtype: Any = "float32", backend: str | None = None,
+                 transpose: bool = False, output_padding: Any = 0) -> AutoChoice:
+    """What ``impl="auto"`` would run for a call with these shapes, and why.
+
+    Takes the shapes (not arrays) and the arguments of :func:`jaxconv.conv`
+    (or, with ``transpose=True``, of :func:`jaxconv.conv_transpose`); validates
+    them exactly as the call would.
+
+    Args:
+      input_shape, weight_shape: as the call's ``input.shape``, ``weight.shape``.
+      stride, padding, dilation, groups, padding_mode, output_padding: as the call.
+      dtype: the input dtype.
+      backend: ``"cpu"``, ``"gpu"``, ``"tpu"``; default ``jax.default_backend()``.
+      transpose: describe :func:`jaxconv.conv_transpose` (whose forward is the
+        ``input_grad`` kernel of the convolution it transposes).
+
+    Returns:
+      An :class:`AutoChoice`; ``print`` it for a per-kernel table.
+
+    Raises:
+      ValueError, TypeError: as the call would.
+    """
+    dt = np.dtype(jax.numpy.dtype(dtype))
+    x = np.broadcast_to(np.zeros((), dt), tuple(input_shape))
+    w = np.broadcast_to(np.zeros((), dt), tuple(weight_shape))
+    backend = jax.default_backend() if backend is None else backend
+    if transpose:
+        spec, _, _, conv_input_shape = conv_transpose_spec(
+            "explain_auto", x, w, None, stride, padding, output_padding, groups, dilation,
+            None)
+        return choose(spec, conv_input_shape, w.shape, dt, backend)
+    spec, batched = conv_spec("explain_auto", x, w, None, stride, padding, dilation, groups,
+                              padding_mode, None)
+    return choose(spec, x.shape if batched else (1, *x.shape), w.shape, dt, backend)

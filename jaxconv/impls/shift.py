@@ -1,0 +1,157 @@
+"""impl="shift": direct shift-and-multiply-accumulate, for few channels per group.
+
+No convolution primitive and no patch tensor. Split the channels into groups,
+``x`` as ``(N, G, Cg, *S)`` (``Cg = C_in / G``) and ``w`` as ``(G, M, Cg, *K)``
+(``M = C_out / G``, the channel multiplier). With ``xp`` the zero-padded input,
+stride ``s``, dilation ``d`` and, per tap ``k`` (a multi-index over the kernel),
+the strided window ``X_k = xp[..., k·d : k·d + (P - 1)·s + 1 : s]`` (one
+``lax.slice``), of shape ``(N, G, Cg, *P)``::
+
+    y[n, g, m, p] = Σ_{k, c} w[g, m, c, k] · X_k[n, g, c, p]                (forward)
+
+``prod(K) · Cg`` broadcast multiply-adds of whole ``(N, G, M, *P)`` tensors,
+which XLA fuses into one loop: each output element reads its ``prod(K) · Cg``
+inputs once and nothing is materialised in between. The work is the
+convolution's own ``N · C_out · P · Cg · prod(K)`` multiply-adds, with no
+im2col copy and no matrix-multiply blocking, so it wins where the
+contraction ``Cg · prod(K)`` is small: depthwise (``Cg = 1``, any ``M``) and
+grouped convolutions with a few channels per group.
+
+Input gradient, the adjoint in ``x``: tap ``k`` of every output ``p`` read
+``xp[p·s + k·d]``, so the gradient of that tap, ``Σ_m w[g, m, c, k] · g[n, g, m, p]``
+(``M`` multiply-adds), goes back to those positions. They are an arithmetic
+progression, so one ``lax.pad`` places the whole tap: low ``k·d - lo``, interior
+``s - 1``, high ``n - 1 + lo - k·d - (P - 1)·s`` (negative pads crop, which also
+removes the zero padding ``(lo, hi)``; rows no window reached get zero)::
+
+    dx = Σ_k pad(Σ_m w[:, m, :, k] · g[:, :, m], low, interior, high)
+
+Weight gradient, the adjoint in ``w`` (batch and positions contracted)::
+
+    dw[g, m, c, k] = Σ_{n, p} g[n, g, m, p] · X_k[n, g, c, p]
+
+one contraction per tap over ``(n, p)`` with ``g`` a batch dimension.
+
+``g`` may hold fewer positions than ``P`` (conv_transpose with output_padding
+>= stride): the windows and placements then use its size, which is the adjoint
+of the forward followed by that crop.
+
+Every product accumulates in float32 for half-precision inputs and is cast back
+once at the end. ``spec.precision`` applies to the weight-gradient contraction;
+the multiply-adds are exact elementwise products at the accumulation dtype.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxconv._registry import Impl, register_impl
+from jaxconv._spec import ConvSpec
+
+# Beyond this many multiply-add terms per output the unrolled sum compiles slowly.
+MAX_TERMS = 1024
+
+
+def _accumulation_dtype(dtype) -> jnp.dtype:
+    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
+
+
+def _taps(kernel: Sequence[int]):
+    return itertools.product(*(range(k) for k in kernel))
+
+
+def _window(xp: jax.Array, tap: Sequence[int], spec: ConvSpec,
+            positions: Sequence[int]) -> jax.Array:
+    """``X_k``: ``xp[..., k·d : k·d + (P - 1)·s + 1 : s]`` over the trailing axes."""
+    lead = xp.ndim - spec.rank
+    start = [0] * lead + [k * d for k, d in zip(tap, spec.dilation, strict=True)]
+    limit = list(xp.shape[:lead]) + [
+        k * d + (p - 1) * s + 1
+        for k, d, s, p in zip(tap, spec.dilation, spec.stride, positions, strict=True)]
+    return lax.slice(xp, start, limit, [1] * lead + list(spec.stride))
+
+
+def _split(a: jax.Array, groups: int, axis: int) -> jax.Array:
+    return a.reshape(*a.shape[:axis], groups, a.shape[axis] // groups, *a.shape[axis + 1:])
+
+
+def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
+    """``y = Σ_{k,c} w[:, :, c, k] · X_k[:, :, c]``: ``(N, C_in, *S) -> (N, C_out, *P)``."""
+    n, groups, rank = x.shape[0], spec.groups, spec.rank
+    out_channels, group_in, *kernel = w.shape
+    acc = _accumulation_dtype(x.dtype)
+    out_spatial = spec.output_spatial(x.shape[2:], kernel)
+    pads = [(0, 0, 0)] * 2 + [(lo, hi, 0) for lo, hi in spec.zero_padding]
+    xp = _split(lax.pad(x, jnp.zeros((), x.dtype), pads), groups, 1).astype(acc)
+    wg = _split(w, groups, 0).astype(acc)  # (G, M, Cg, *K)
+    y = None
+    for tap in _taps(kernel):
+        xs = _window(xp, tap, spec, out_spatial)  # (N, G, Cg, *P)
+        for c in range(group_in):
+            wc = wg[(slice(None), slice(None), c, *tap)].reshape(1, *wg.shape[:2], *(1,) * rank)
+            term = xs[:, :, c:c + 1] * wc  # (N, G, M, *P)
+            y = term if y is None else y + term
+    return y.reshape(n, out_channels, *out_spatial).astype(x.dtype)
+
+
+def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Array:
+    """``dx = Σ_k place_k(Σ_m w[:, m, :, k] · g[:, :, m])``: ``-> (N, C_in, *in_spatial)``."""
+    n, groups, rank = g.shape[0], spec.groups, spec.rank
+    out_channels, group_in, *kernel = w.shape
+    positions = g.shape[2:]
+    acc = _accumulation_dtype(g.dtype)
+    gg = _split(g, groups, 1).astype(acc)  # (N, G, M, *P)
+    wg = _split(w, groups, 0).astype(acc)  # (G, M, Cg, *K)
+    zero = jnp.zeros((), acc)
+    dx = None
+    for tap in _taps(kernel):
+        t = None
+        for m in range(out_channels // groups):
+            wm = wg[(slice(None), m, slice(None), *tap)].reshape(1, groups, group_in,
+                                                                  *(1,) * rank)
+            term = gg[:, :, m:m + 1] * wm  # (N, G, Cg, *P)
+            t = term if t is None else t + term
+        config = [(0, 0, 0)] * 3 + [
+            (k * d - lo, size - 1 + lo - k * d - (p - 1) * s, s - 1)
+            for k, d, s, (lo, _), size, p in zip(tap, spec.dilation, spec.stride,
+                                                 spec.zero_padding, in_spatial, positions,
+                                                 strict=True)]
+        placed = lax.pad(t, zero, config)
+        dx = placed if dx is None else dx + placed
+    return dx.reshape(n, group_in * groups, *in_spatial).astype(g.dtype)
+
+
+def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array:
+    """``dw[g, m, c, k] = Σ_{n,p} g[n, g, m, p] · X_k[n, g, c, p]``: ``-> (C_out, Cg, *K)``."""
+    groups, rank = spec.groups, spec.rank
+    acc = _accumulation_dtype(x.dtype)
+    positions = g.shape[2:]
+    pads = [(0, 0, 0)] * 2 + [(lo, hi, 0) for lo, hi in spec.zero_padding]
+    xp = _split(lax.pad(x, jnp.zeros((), x.dtype), pads), groups, 1)
+    gg = _split(g, groups, 1)
+    space = list(range(3, 3 + rank))
+    taps = []
+    for tap in _taps(kernel):
+        xs = _window(xp, tap, spec, positions)  # (N, G, Cg, *P)
+        # (N, G, M, *P) x (N, G, Cg, *P) -> (G, M, Cg): g batch, (n, p) contracted.
+        taps.append(lax.dot_general(gg, xs, (([0, *space], [0, *space]), ([1], [1])),
+                                    precision=spec.precision, preferred_element_type=acc))
+    dw = jnp.stack(taps, axis=-1)  # (G, M, Cg, prod(K))
+    return dw.reshape(g.shape[1], x.shape[1] // groups, *kernel).astype(x.dtype)
+
+
+SHIFT = register_impl(
+    Impl(
+        name="shift",
+        forward=forward,
+        input_grad=input_grad,
+        weight_grad=weight_grad,
+        description="direct shift-and-multiply-accumulate over strided windows (lax.slice, "
+        "lax.pad); no patch tensor; fastest for depthwise and few channels per group.",
+    )
+)
