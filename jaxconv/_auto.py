@@ -86,10 +86,18 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         why = (f"{groups} groups of {group_in} channels: im2col + batched matmul "
                "(XLA's grouped convolutions are slow on CPU)")
         return AutoChoice("gather", "gather", "gather", (why,) * 3)
+    if taps == 1:
+        why = "1x1 kernel: a matmul over channels (im2col is the input itself)"
+        return AutoChoice("gather", "gather", "gather", (why,) * 3)
     if out_positions <= SMALL_SPATIAL:
         why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}): "
                "im2col + one matmul")
         return AutoChoice("gather", "gather", "gather", (why,) * 3)
+    if spec.rank >= 3:
+        return AutoChoice("gather", "lax", "shift", (
+            f"{spec.rank}-d: im2col + matmul (XLA's CPU convolution is 2-d only fast)",
+            f"{spec.rank}-d input gradient: XLA's convolution",
+            f"{spec.rank}-d weight gradient: one matmul per tap over batch and positions"))
     why = "dense convolution: XLA's CPU convolution"
     return AutoChoice("lax", "lax", "lax", (why,) * 3)
 

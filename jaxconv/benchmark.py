@@ -1,0 +1,322 @@
+"""The benchmark behind ``python -m jaxconv bench``: layers, variants, timings, tables.
+
+Everything here is a library function the CLI (:mod:`jaxconv.cli.bench`) and
+the tests call. A *variant* is one way to run a layer:
+
+* every registered impl (``impl=name``, jaxconv's hand-written backward rules),
+* ``auto`` (``impl="auto"``: per-kernel choice, :mod:`jaxconv._auto`),
+* ``raw-lax``: what a JAX user writes today, ``jnp.pad`` for the padding mode
+  then one ``jax.lax.conv_general_dilated``, differentiated by JAX,
+* ``torch``: ``torch.nn.ConvNd`` on the CPU, when PyTorch is installed.
+
+Timings are medians of ``repeats`` runs after a warm-up, with the variants of a
+layer run *interleaved* (round-robin), so a slow phase of a shared machine
+hits them all alike. Forward+backward is ``value_and_grad`` of
+``<conv(x, w, b), ct>`` w.r.t. x, w and b (the value keeps the forward in the
+program). Compile time is that of the forward+backward program; peak memory is
+XLA's planned argument + output + temporary bytes for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxconv import _auto, _registry
+from jaxconv._conv import conv
+from jaxconv._spec import conv_spec
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One convolution layer of the benchmark (float32, channels-first)."""
+
+    rank: int
+    n: int
+    c_in: int
+    spatial: tuple[int, ...]
+    c_out: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    groups: int = 1
+    mode: str = "zeros"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c_in, *self.spatial)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.c_out, self.c_in // self.groups, *(self.kernel,) * self.rank)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups, padding_mode=self.mode)
+
+    def describe(self) -> str:
+        s = "x".join(map(str, self.spatial))
+        text = (f"{self.rank}d N={self.n} C={self.c_in} S={s} O={self.c_out} k={self.kernel} "
+                f"s={self.stride} p={self.padding} d={self.dilation} g={self.groups}")
+        return text + ("" if self.mode == "zeros" else f" mode={self.mode}")
+
+
+# Typical layers of CNNs (image, audio, video), at CPU-sized batches.
+LAYERS: dict[str, Layer] = {
+    "resnet_3x3_64": Layer(2, 8, 64, (56, 56), 64, 3, 1, 1),
+    "resnet_3x3_s2": Layer(2, 8, 128, (28, 28), 256, 3, 2, 1),
+    "pointwise_1x1": Layer(2, 8, 256, (28, 28), 256, 1),
+    "depthwise_3x3": Layer(2, 8, 128, (56, 56), 128, 3, 1, 1, 1, 128),
+    "depthwise_s2_x2": Layer(2, 8, 64, (56, 56), 128, 3, 2, 1, 1, 64),
+    "grouped_3x3_g32": Layer(2, 8, 128, (28, 28), 128, 3, 1, 1, 1, 32),
+    "dilated_3x3_d2": Layer(2, 8, 64, (56, 56), 64, 3, 1, 2, 2),
+    "stem_7x7_s2": Layer(2, 8, 3, (224, 224), 64, 7, 2, 3),
+    "late_3x3_512": Layer(2, 8, 512, (4, 4), 512, 3, 1, 1),
+    "reflect_3x3": Layer(2, 8, 64, (56, 56), 64, 3, 1, 1, mode="reflect"),
+    "audio_1d_k9": Layer(1, 16, 32, (8000,), 64, 9, 1, 4),
+    "wavenet_1d_d8": Layer(1, 8, 64, (4096,), 64, 3, 1, 8, 8),
+    "depthwise_1d_k31": Layer(1, 8, 256, (1024,), 256, 31, 1, 15, 1, 256),
+    "video_3d": Layer(3, 2, 16, (8, 32, 32), 32, 3, 1, 1),
+    "circular_3d": Layer(3, 2, 16, (8, 32, 32), 16, 3, 1, 1, mode="circular"),
+}
+
+_KEYS = {"n": "n", "c": "c_in", "o": "c_out", "k": "kernel", "s": "stride", "p": "padding",
+         "d": "dilation", "g": "groups", "mode": "mode"}
+
+
+def parse_layer(text: str) -> Layer:
+    """A layer from ``"2d N=8 C=64 HW=56 O=64 k=3 s=1 p=1 g=1 d=1 mode=reflect"``.
+
+    The first word is the rank (``1d``, ``2d``, ``3d``); the spatial size is
+    ``L=``, ``HW=`` or ``DHW=`` (one size for every axis) or ``S=8x32x32``.
+    ``N``, ``C``, ``O``, ``k`` and the spatial size are required; ``s``, ``p``,
+    ``d``, ``g`` default to 1, 0, 1, 1 and ``mode`` to zeros.
+
+    Raises:
+      ValueError: naming the part of `text` it cannot read.
+    """
+    words = text.split()
+    if not words or not re.fullmatch(r"[123]d", words[0]):
+        raise ValueError(f"jaxconv bench: a layer starts with its rank (1d, 2d or 3d), "
+                         f"got {text!r}.")
+    rank = int(words[0][0])
+    fields: dict[str, Any] = {}
+    for word in words[1:]:
+        key, sep, value = word.partition("=")
+        lower = key.lower()
+        if not sep or not value:
+            raise ValueError(f"jaxconv bench: expected key=value, got {word!r} in {text!r}.")
+        if lower in ("l", "hw", "dhw", "s") and ("x" in value or lower != "s"):
+            sizes = tuple(int(v) for v in value.split("x"))
+            fields["spatial"] = sizes * rank if len(sizes) == 1 else sizes
+        elif lower in _KEYS:
+            fields[_KEYS[lower]] = value if lower == "mode" else int(value)
+        else:
+            raise ValueError(f"jaxconv bench: unknown key {key!r} in {text!r}; use N, C, O, "
+                             "k, s, p, d, g, mode and L / HW / DHW / S.")
+    missing = [k for k in ("n", "c_in", "c_out", "kernel", "spatial") if k not in fields]
+    if missing:
+        raise ValueError(f"jaxconv bench: layer {text!r} lacks {', '.join(missing)}.")
+    if len(fields["spatial"]) != rank:
+        raise ValueError(f"jaxconv bench: {rank}-d layer needs {rank} spatial sizes, got "
+                         f"{fields['spatial']} in {text!r}.")
+    layer = Layer(rank=rank, **fields)
+    conv_spec("bench", _shape_array(layer.input_shape), _shape_array(layer.weight_shape), None,
+              layer.stride, layer.padding, layer.dilation, layer.groups, layer.mode, None)
+    return layer
+
+
+def _shape_array(shape: Sequence[int]) -> np.ndarray:
+    return np.broadcast_to(np.zeros((), np.float32), tuple(shape))
+
+
+def layer_arrays(layer: Layer, seed: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(layer.input_shape, dtype=np.float32)
+    fan_in = math.prod(layer.weight_shape[1:])
+    w = rng.standard_normal(layer.weight_shape, dtype=np.float32) / np.sqrt(fan_in)
+    b = rng.standard_normal(layer.c_out, dtype=np.float32)
+    return jnp.asarray(x), jnp.asarray(w), jnp.asarray(b)
+
+
+def raw_lax_conv(layer: Layer) -> Callable:
+    """The plain-JAX baseline: ``jnp.pad`` for the mode, one ``lax.conv_general_dilated``."""
+    r = layer.rank
+    pads = [(layer.padding, layer.padding)] * r
+    np_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}.get(layer.mode)
+
+    def f(x, w, b):
+        conv_pads = pads
+        if np_mode is not None:
+            x = jnp.pad(x, [(0, 0), (0, 0), *pads], mode=np_mode)
+            conv_pads = [(0, 0)] * r
+        y = jax.lax.conv_general_dilated(x, w, (layer.stride,) * r, conv_pads,
+                                         rhs_dilation=(layer.dilation,) * r,
+                                         feature_group_count=layer.groups)
+        return y + b.reshape((-1,) + (1,) * r)
+
+    return f
+
+
+def jax_variants(layer: Layer, impls: Iterable[str]) -> dict[str, Callable]:
+    kw = layer.kwargs
+    out = {name: (lambda x, w, b, name=name: conv(x, w, b, **kw, impl=name)) for name in impls}
+    out["raw-lax"] = raw_lax_conv(layer)
+    return out
+
+
+@dataclasses.dataclass
+class Timing:
+    """Medians in ms (compile in s, peak in MiB); ``None`` where not measured."""
+
+    fwd_ms: float | None = None
+    fwdbwd_ms: float | None = None
+    compile_s: float | None = None
+    peak_mib: float | None = None
+
+
+def _jax_runners(fn: Callable, args: Sequence[jax.Array], timing: Timing):
+    fwd = jax.jit(fn)
+    ct = jnp.ones(jax.eval_shape(fwd, *args).shape, args[0].dtype)
+    grad = jax.jit(jax.value_and_grad(lambda *a: jnp.vdot(fwd(*a), ct),
+                                      argnums=tuple(range(len(args)))))
+    start = time.perf_counter()
+    compiled = grad.lower(*args).compile()
+    timing.compile_s = time.perf_counter() - start
+    mem = compiled.memory_analysis()
+    if mem is not None:
+        timing.peak_mib = (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                           + mem.temp_size_in_bytes) / 2**20
+    return (lambda: jax.block_until_ready(fwd(*args)),
+            lambda: jax.block_until_ready(compiled(*args)))
+
+
+def _torch_runners(layer: Layer, arrays):
+    import torch
+
+    x, w, b = (torch.from_numpy(np.array(a)) for a in arrays)
+    cls = getattr(torch.nn, f"Conv{layer.rank}d")
+    m = cls(layer.c_in, layer.c_out, layer.kernel, **layer.kwargs)
+    with torch.no_grad():
+        m.weight.copy_(w)
+        m.bias.copy_(b)
+    xg = x.clone().requires_grad_()
+
+    def fwd():
+        with torch.no_grad():
+            return m(x)
+
+    def fwdbwd():
+        m.zero_grad()
+        xg.grad = None
+        m(xg).sum().backward()
+
+    return fwd, fwdbwd
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _interleaved(runners: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median ms per runner, the runners taking turns (one warm-up call each first)."""
+    for run in runners.values():
+        run()
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(repeats):
+        for k, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[k].append(time.perf_counter() - start)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+def bench_layer(layer: Layer, impls: Sequence[str], repeats: int = 5,
+                with_torch: bool = True) -> dict[str, Timing]:
+    """Time every variant of `layer`: ``{variant: Timing}`` (impls, auto, raw-lax, torch)."""
+    arrays = layer_arrays(layer)
+    timings: dict[str, Timing] = {}
+    fwd_runners, fb_runners = {}, {}
+    for name, fn in jax_variants(layer, [*impls, "auto"]).items():
+        timings[name] = Timing()
+        fwd_runners[name], fb_runners[name] = _jax_runners(fn, arrays, timings[name])
+    if with_torch and torch_available():
+        timings["torch"] = Timing()
+        fwd_runners["torch"], fb_runners["torch"] = _torch_runners(layer, arrays)
+    for name, ms in _interleaved(fwd_runners, repeats).items():
+        timings[name].fwd_ms = ms
+    for name, ms in _interleaved(fb_runners, repeats).items():
+        timings[name].fwdbwd_ms = ms
+    return timings
+
+
+def bench_kernels(layer: Layer, impls: Sequence[str], repeats: int = 5) -> dict[str, dict]:
+    """Time each impl's three kernels alone on `layer` (jit, float32).
+
+    Returns ``{impl: {"forward": ms, "input_grad": ms, "weight_grad": ms}}``;
+    this is what the auto rules are read from. The forward is timed on the
+    mode-padded input, as the core runs it.
+    """
+    x, w, _ = layer_arrays(layer)
+    spec, _ = conv_spec("bench", x, w, None, layer.stride, layer.padding, layer.dilation,
+                        layer.groups, layer.mode, None)
+    from jaxconv._padding import pad_trailing
+
+    xp = pad_trailing(x, spec.mode_padding, spec.padding_mode)
+    out_spatial = spec.output_spatial(xp.shape[2:], w.shape[2:])
+    g = jnp.ones((layer.n, layer.c_out, *out_spatial), x.dtype)
+    runners = {}
+    for name in impls:
+        impl = _registry.get_impl(name)
+        s = dataclasses.replace(spec, impl=name)
+        f = jax.jit(lambda a, b, impl=impl, s=s: impl.forward(a, b, s))
+        t = jax.jit(lambda a, b, impl=impl, s=s: impl.input_grad(a, b, s, xp.shape[2:]))
+        wk = jax.jit(lambda a, b, impl=impl, s=s: impl.weight_grad(a, b, s, w.shape[2:]))
+        runners[(name, "forward")] = lambda f=f: jax.block_until_ready(f(xp, w))
+        runners[(name, "input_grad")] = lambda t=t: jax.block_until_ready(t(g, w))
+        runners[(name, "weight_grad")] = lambda wk=wk: jax.block_until_ready(wk(xp, g))
+    medians = _interleaved(runners, repeats)
+    out: dict[str, dict] = {name: {} for name in impls}
+    for (name, kernel), ms in medians.items():
+        out[name][kernel] = ms
+    return out
+
+
+def auto_choice(layer: Layer) -> _auto.AutoChoice:
+    return _auto.explain_auto(layer.input_shape, layer.weight_shape, **layer.kwargs)
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matmul throughput (jit ``a @ b``, square), GFLOP/s."""
+    a = jnp.ones((size, size), jnp.float32)
+    f = jax.jit(jnp.matmul)
+    ms = _interleaved({"mm": lambda: jax.block_until_ready(f(a, a))}, repeats)["mm"]
+    return 2 * size**3 / (ms * 1e-3) / 1e9
+
+
+def layer_gflop(layer: Layer) -> float:
+    """Forward multiply-adds x 2 of `layer`, in GFLOP."""
+    padded = [n + 2 * layer.padding for n in layer.spatial]
+    out = math.prod((p - layer.dilation * (layer.kernel - 1) - 1) // layer.stride + 1
+                    for p in padded)
+    return 2 * layer.n * out * math.prod(layer.weight_shape) / 1e9
+
+
+def geomean(values: Iterable[float]) -> float:
+    values = list(values)
+    return math.exp(sum(math.log(v) for v in values) / len(values))

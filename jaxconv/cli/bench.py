@@ -1,0 +1,240 @@
+"""``jaxconv bench``: time every impl, auto, raw lax and PyTorch on a layer suite.
+
+    python -m jaxconv bench                              # the whole suite
+    python -m jaxconv bench --layers depthwise_3x3 --repeats 10
+    python -m jaxconv bench --layer "2d N=8 C=64 HW=56 O=64 k=3 s=1 p=1 g=1"
+    python -m jaxconv bench --kernels                    # per-kernel times, auto's picks
+    python -m jaxconv bench --explain                    # what auto picks and why
+    python -m jaxconv bench --csv out.csv --json out.json --plot out.png --markdown out.md
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sys
+from collections.abc import Iterable
+
+import jax
+
+from jaxconv import benchmark as B
+from jaxconv._auto import KERNELS
+from jaxconv._registry import available_impls
+
+
+def add_parser(commands) -> None:
+    p = commands.add_parser("bench", help="benchmark impls, auto, raw lax and PyTorch",
+                            description=__doc__.split("\n\n")[0])
+    p.add_argument("--layers", nargs="*", default=None, choices=list(B.LAYERS),
+                   help="suite layers to run (default: all, unless --layer is given)")
+    p.add_argument("--layer", action="append", default=[], metavar="SPEC",
+                   help='a layer of your own, e.g. "2d N=8 C=64 HW=56 O=64 k=3 s=1 p=1 g=1" '
+                        "(repeatable; keys N C O k s p d g mode, L / HW / DHW / S=8x32x32)")
+    p.add_argument("--impls", nargs="*", default=None, help="impls (default: all registered)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    p.add_argument("--kernels", action="store_true",
+                   help="time each impl's forward / input_grad / weight_grad kernel alone and "
+                        "show what auto picks next to the fastest (to re-derive auto's rules)")
+    p.add_argument("--explain", action="store_true",
+                   help="only print what auto picks for each layer, and why (no timing)")
+    p.add_argument("--csv", help="write the rows to this CSV file")
+    p.add_argument("--json", help="write the rows to this JSON file")
+    p.add_argument("--markdown", help="write the tables as Markdown to this file")
+    p.add_argument("--plot", help="write a PNG of f+b time relative to PyTorch per layer "
+                                  "(needs matplotlib: pip install 'jaxconv[bench]')")
+    p.set_defaults(run=run)
+
+
+def _progress(items: list, desc: str) -> Iterable:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
+
+
+def _fmt(v, spec=".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> tuple[str, str]:
+    """The same table as aligned text and as Markdown."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    numeric = [all(_is_number(r[i]) for r in rows) for i in range(len(header))]
+    line = lambda cells: "  ".join(c.rjust(w) if num else c.ljust(w)
+                                   for c, w, num in zip(cells, widths, numeric, strict=True))
+    text = "\n".join([line(header).rstrip(), "-" * len(line(header)),
+                      *(line(r).rstrip() for r in rows)])
+    md = "\n".join(["| " + " | ".join(header) + " |",
+                    "|" + "|".join("---:" if num else "---" for num in numeric) + "|",
+                    *("| " + " | ".join(r) + " |" for r in rows)])
+    return text, md
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return cell == "-"
+    return True
+
+
+def _layers(args) -> dict[str, B.Layer]:
+    layers = {}
+    if args.layers is not None or not args.layer:
+        layers.update({n: B.LAYERS[n] for n in (args.layers or B.LAYERS)})
+    for text in args.layer:
+        layers[text] = B.parse_layer(text)
+    return layers
+
+
+def run(args) -> int:
+    try:
+        layers = _layers(args)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
+    impls = list(args.impls or available_impls())
+    unknown = [i for i in impls if i not in available_impls()]
+    if unknown:
+        print(f"jaxconv bench: unknown impls {unknown}; choose from {available_impls()}.",
+              file=sys.stderr)
+        return 2
+    backend = jax.devices()[0]
+    out_md = [f"jax {jax.__version__} on {backend.platform} ({backend.device_kind}), float32, "
+              f"median of {args.repeats} interleaved runs after a warm-up."]
+    print(out_md[0])
+    if args.explain:
+        rows = [[name, k, *_choice_row(layer, i)] for name, layer in layers.items()
+                for i, k in enumerate(KERNELS)]
+        text, md = _table(["layer", "kernel", "auto picks", "why"], rows)
+        print(text)
+        _write_markdown(args.markdown, out_md + [md])
+        return 0
+    if args.kernels:
+        return _run_kernels(args, layers, impls, out_md)
+    return _run_layers(args, layers, impls, out_md)
+
+
+def _choice_row(layer: B.Layer, i: int) -> list[str]:
+    choice = B.auto_choice(layer)
+    return [choice.impls[i], choice.reasons[i]]
+
+
+def _run_kernels(args, layers, impls, out_md) -> int:
+    rows, records = [], []
+    for name in _progress(list(layers), "kernels"):
+        layer = layers[name]
+        times = B.bench_kernels(layer, impls, args.repeats)
+        choice = B.auto_choice(layer)
+        for i, kernel in enumerate(KERNELS):
+            per = {impl: times[impl][kernel] for impl in impls}
+            best = min(per, key=per.get)
+            picked = choice.impls[i]
+            ratio = per[picked] / per[best] if picked in per else None
+            rows.append([name, kernel, *(_fmt(per[impl], ".1f") for impl in impls), best,
+                         picked, _fmt(ratio)])
+            records.append(dict(layer=name, kernel=kernel, **per, fastest=best, auto=picked))
+    text, md = _table(["layer", "kernel", *(f"{i} ms" for i in impls), "fastest", "auto",
+                       "auto/fastest"], rows)
+    print(text)
+    _write_markdown(args.markdown, out_md + [md])
+    _write_rows(args, records)
+    return 0
+
+
+def _run_layers(args, layers, impls, out_md) -> int:
+    rows, records, summary = [], [], {}
+    gflops = B.matmul_gflops()
+    for name in _progress(list(layers), "layers"):
+        layer = layers[name]
+        timings = B.bench_layer(layer, impls, args.repeats, with_torch=not args.no_torch)
+        torch = timings.get("torch")
+        best = min((v for v in timings if v in impls), key=lambda v: timings[v].fwdbwd_ms)
+        for variant, t in timings.items():
+            rf = t.fwd_ms / torch.fwd_ms if torch else None
+            rb = t.fwdbwd_ms / torch.fwdbwd_ms if torch else None
+            rows.append([name, variant, _fmt(t.fwd_ms, ".1f"), _fmt(t.fwdbwd_ms, ".1f"),
+                         _fmt(rf), _fmt(rb), _fmt(t.compile_s), _fmt(t.peak_mib, ".1f")])
+            records.append(dict(layer=name, variant=variant, **dataclasses.asdict(t)))
+            if rb is not None:
+                summary.setdefault(variant, []).append(rb)
+        auto, raw = timings["auto"], timings["raw-lax"]
+        summary.setdefault("_auto_vs_best", []).append(
+            (name, auto.fwd_ms / min(timings[v].fwd_ms for v in impls),
+             auto.fwdbwd_ms / timings[best].fwdbwd_ms,
+             auto.fwd_ms / raw.fwd_ms, auto.fwdbwd_ms / raw.fwdbwd_ms,
+             raw.fwdbwd_ms / auto.fwdbwd_ms, B.layer_gflop(layer) / (auto.fwd_ms * 1e-3)))
+    text, md = _table(["layer", "variant", "fwd ms", "f+b ms", "fwd/torch", "f+b/torch",
+                       "compile s", "peak MiB"], rows)
+    print(text)
+    out_md.append(md)
+    per_layer = summary.pop("_auto_vs_best")
+    rows2 = [[n, _fmt(a), _fmt(b), _fmt(c), _fmt(d), _fmt(e, ".1f"), _fmt(f, ".0f")]
+             for n, a, b, c, d, e, f in per_layer]
+    text2, md2 = _table(["layer", "auto/best fwd", "auto/best f+b", "auto/raw-lax fwd",
+                         "auto/raw-lax f+b", "speed-up vs raw-lax", "auto fwd GFLOP/s"], rows2)
+    print(f"\nauto against the best single impl and raw lax (matmul: {gflops:.0f} GFLOP/s)")
+    print(text2)
+    out_md += [f"auto against the best single impl and raw lax (this machine's float32 "
+               f"matmul: {gflops:.0f} GFLOP/s)", md2]
+    if summary:
+        rows3 = [[v, _fmt(B.geomean(r)), _fmt(max(r))] for v, r in summary.items()
+                 if len(r) == len(layers)]
+        text3, md3 = _table(["variant", "geomean f+b/torch", "worst f+b/torch"], rows3)
+        print("\nover all layers")
+        print(text3)
+        out_md += ["over all layers", md3]
+    _write_markdown(args.markdown, out_md)
+    _write_rows(args, records)
+    if args.plot:
+        plot(records, args.plot)
+    return 0
+
+
+def _write_markdown(path, parts) -> None:
+    if path:
+        with open(path, "w") as f:
+            f.write("\n\n".join(parts) + "\n")
+
+
+def _write_rows(args, records: list[dict]) -> None:
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+    if args.csv and records:
+        keys = list(dict.fromkeys(k for r in records for k in r))
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, keys)
+            writer.writeheader()
+            writer.writerows(records)
+
+
+def plot(records: list[dict], path: str) -> None:
+    """Bars: forward+backward time relative to PyTorch (or raw lax), per layer, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = {(r["layer"], r["variant"]): r["fwdbwd_ms"] for r in records}
+    layers = list(dict.fromkeys(r["layer"] for r in records))
+    variants = [v for v in dict.fromkeys(r["variant"] for r in records) if v != "torch"]
+    base = "torch" if any(v == "torch" for _, v in times) else "raw-lax"
+    width = 0.8 / len(variants)
+    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(layers)), 4.5))
+    for i, v in enumerate(variants):
+        xs = [j + i * width for j, n in enumerate(layers) if (n, v) in times]
+        ys = [times[n, v] / times[n, base] for n in layers if (n, v) in times]
+        ax.bar(xs, ys, width, label=v)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers, rotation=35,
+                  ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel(f"forward + backward time / {base} (log)")
+    ax.set_title(f"jaxconv on {jax.devices()[0].platform}, float32 (lower is better)")
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
