@@ -112,8 +112,12 @@ def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
         return dataclasses.replace(spec, impl=names[0] if len(set(names)) == 1 else names)
     if isinstance(impl, str) and impl in available_impls():
         return dataclasses.replace(spec, impl=impl)
+    if (isinstance(impl, tuple) and len(impl) == 3
+            and all(isinstance(i, str) and i in available_impls() for i in impl)):
+        return dataclasses.replace(spec, impl=impl[0] if len(set(impl)) == 1 else impl)
     choices = ("auto", *available_impls())
-    raise _fail(ValueError, fn, f"`impl` must be one of {choices}, got impl={impl!r}.")
+    raise _fail(ValueError, fn, f"`impl` must be one of {choices}, or a (forward, input_grad, "
+                f"weight_grad) tuple of those impls, got impl={impl!r}.")
 
 
 def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,

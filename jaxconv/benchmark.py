@@ -145,7 +145,7 @@ def layer_arrays(layer: Layer, seed: int = 0) -> tuple[jax.Array, jax.Array, jax
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(layer.input_shape, dtype=np.float32)
     fan_in = math.prod(layer.weight_shape[1:])
-    w = rng.standard_normal(layer.weight_shape, dtype=np.float32) / np.sqrt(fan_in)
+    w = (rng.standard_normal(layer.weight_shape) / np.sqrt(fan_in)).astype(np.float32)
     b = rng.standard_normal(layer.c_out, dtype=np.float32)
     return jnp.asarray(x), jnp.asarray(w), jnp.asarray(b)
 

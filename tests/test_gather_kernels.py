@@ -1,4 +1,5 @@
-"""impl="gather" kernels against the lax kernels and autodiff, its jaxpr, its memory budget."""
+"""The gather and shift kernels against the lax kernels and autodiff; gather's jaxpr and its
+memory budget."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from jax.extend.core import ClosedJaxpr, Jaxpr
 import jaxconv
 from jaxconv.impls import gather as _gather
 from jaxconv.impls import lax as _lax
+from jaxconv.impls import shift as _shift
+
+PEERS = {"gather": _gather, "shift": _shift}
 
 # (groups, C_in, C_out): plain, two groups, depthwise with channel multiplier 2.
 GROUPINGS = ((1, 3, 2), (2, 4, 6), (3, 3, 6))
@@ -84,8 +88,8 @@ def _close(actual, expected, atol=1e-10):
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=0, atol=atol)
 
 
-def _gather_and_lax(spec, reference_dtype=None):
-    """A freshly jitted ``(x, w, g) -> {kernel: (gather result, [references])}``.
+def _gather_and_lax(spec, reference_dtype=None, impl=_gather):
+    """A freshly jitted ``(x, w, g) -> {kernel: (`impl`'s result, [references])}``.
 
     References: the lax kernel and ``jax.vjp`` of the lax forward, computed on the
     inputs cast to `reference_dtype` (default: theirs). Fresh, so that the memory
@@ -98,10 +102,10 @@ def _gather_and_lax(spec, reference_dtype=None):
         y_lax, lax_vjp = jax.vjp(lambda a, b: _lax.forward(a, b, spec), rx, rw)
         dx_vjp, dw_vjp = lax_vjp(rg)
         return {
-            "forward": (_gather.forward(x, w, spec), [y_lax]),
-            "input_grad": (_gather.input_grad(g, w, spec, in_spatial),
+            "forward": (impl.forward(x, w, spec), [y_lax]),
+            "input_grad": (impl.input_grad(g, w, spec, in_spatial),
                            [_lax.input_grad(rg, rw, spec, in_spatial), dx_vjp]),
-            "weight_grad": (_gather.weight_grad(x, g, spec, kernel),
+            "weight_grad": (impl.weight_grad(x, g, spec, kernel),
                             [_lax.weight_grad(rx, rg, spec, kernel), dw_vjp]),
         }
     return jax.jit(run)
@@ -113,12 +117,23 @@ def _check(results, atol=1e-10):
             _close(actual, expected, atol)
 
 
+@pytest.mark.parametrize("impl", list(PEERS))
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_kernels_match_lax_and_autodiff(case):
+def test_kernels_match_lax_and_autodiff(case, impl):
     rank, batch, stride, dilation, groups, c_in, c_out, pads = case
     spec = _spec(rank, stride, dilation, groups, pads)
     x, w, g = _arrays(rank, batch, c_in, c_out, groups, spec)
-    _check(_gather_and_lax(spec)(x, w, g))
+    _check(_gather_and_lax(spec, impl=PEERS[impl])(x, w, g))
+
+
+@pytest.mark.parametrize("path", ["unrolled", "dot_general"])
+def test_shift_channel_sum_paths_agree(monkeypatch, path):
+    """shift sums channels either as unrolled multiply-adds or as one dot_general per tap
+    (above UNROLL_MAX channels): both match lax, in F, T and W, with groups."""
+    monkeypatch.setattr(_shift, "UNROLL_MAX", 0 if path == "dot_general" else 64)
+    spec = _spec(2, (2, 1), 2, 2, ((1, 0), (0, 2)))
+    x, w, g = _arrays(2, 2, 8, 6, 2, spec)
+    _check(_gather_and_lax(spec, impl=_shift)(x, w, g))
 
 
 def _all_eqns(jaxpr):
@@ -226,12 +241,13 @@ def test_set_memory_budget_rejects_bad_values(memory_budget, bad, exc, message):
         memory_budget(bad)
 
 
+@pytest.mark.parametrize("impl", list(PEERS))
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
-def test_kernels_keep_dtype(dtype):
+def test_kernels_keep_dtype(dtype, impl):
     """Half and single precision: the dtype is kept, values match lax in float32."""
     spec = _spec(2, 2, 2, 2, ((1, 0), (0, 2)))
     x, w, g = _arrays(2, 2, 4, 6, 2, spec, dtype=np.float32)
-    results = _gather_and_lax(spec, reference_dtype=jnp.float32)(
+    results = _gather_and_lax(spec, reference_dtype=jnp.float32, impl=PEERS[impl])(
         *(a.astype(dtype) for a in (x, w, g)))
     tol = {"float16": 2e-2, "bfloat16": 1.5e-1, "float32": 1e-4}[dtype]
     for actual, references in results.values():

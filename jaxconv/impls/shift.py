@@ -36,6 +36,11 @@ one contraction per tap over ``(n, p)`` with ``g`` a batch dimension.
 >= stride): the windows and placements then use its size, which is the adjoint
 of the forward followed by that crop.
 
+With many channels per group (``Cg`` above :data:`UNROLL_MAX` in the forward,
+``M`` above it in the input gradient) the inner sum over channels is instead
+one ``dot_general`` per tap (``[N·P, Cg] [Cg, M] -> [N·P, M]`` per group): a
+shift-and-matmul, which keeps the program size at ``prod(K)`` operations.
+
 Every product accumulates in float32 for half-precision inputs and is cast back
 once at the end. ``spec.precision`` applies to the weight-gradient contraction;
 the multiply-adds are exact elementwise products at the accumulation dtype.
@@ -53,8 +58,9 @@ from jax import lax
 from jaxconv._registry import Impl, register_impl
 from jaxconv._spec import ConvSpec
 
-# Beyond this many multiply-add terms per output the unrolled sum compiles slowly.
-MAX_TERMS = 1024
+# Channel sums longer than this are one dot_general per tap instead of unrolled
+# broadcast multiply-adds (which XLA fuses, but compiles slowly when long).
+UNROLL_MAX = 16
 
 
 def _accumulation_dtype(dtype) -> jnp.dtype:
@@ -92,6 +98,12 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     y = None
     for tap in _taps(kernel):
         xs = _window(xp, tap, spec, out_spatial)  # (N, G, Cg, *P)
+        if group_in > UNROLL_MAX:  # [N, G, Cg, *P] [G, M, Cg] -> [G, N, *P, M]
+            term = lax.dot_general(xs, wg[(Ellipsis, *tap)], (([2], [2]), ([1], [0])),
+                                   precision=spec.precision, preferred_element_type=acc)
+            term = jnp.moveaxis(term, (0, rank + 2), (1, 2))
+            y = term if y is None else y + term
+            continue
         for c in range(group_in):
             wc = wg[(slice(None), slice(None), c, *tap)].reshape(1, *wg.shape[:2], *(1,) * rank)
             term = xs[:, :, c:c + 1] * wc  # (N, G, M, *P)
@@ -111,7 +123,11 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
     dx = None
     for tap in _taps(kernel):
         t = None
-        for m in range(out_channels // groups):
+        if out_channels // groups > UNROLL_MAX:  # [N, G, M, *P] [G, M, Cg] -> [G, N, *P, Cg]
+            t = lax.dot_general(gg, wg[(Ellipsis, *tap)], (([2], [1]), ([1], [0])),
+                                precision=spec.precision, preferred_element_type=acc)
+            t = jnp.moveaxis(t, (0, rank + 2), (1, 2))
+        for m in range(0 if t is not None else out_channels // groups):
             wm = wg[(slice(None), m, slice(None), *tap)].reshape(1, groups, group_in,
                                                                   *(1,) * rank)
             term = gg[:, :, m:m + 1] * wm  # (N, G, Cg, *P)

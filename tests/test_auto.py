@@ -1,0 +1,127 @@
+"""impl="auto": its per-kernel rules, explain_auto, and mixed kernels against PyTorch."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconv
+from jaxconv import _auto
+from jaxconv._spec import conv_spec
+
+IMPLS = jaxconv.available_impls()
+
+
+@pytest.mark.parametrize(("shapes", "kwargs", "picks"), [
+    # depthwise (and channel multiplier 2): shift for all three kernels
+    (((8, 128, 56, 56), (128, 1, 3, 3)), dict(padding=1, groups=128), ("shift",) * 3),
+    (((8, 64, 56, 56), (128, 1, 3, 3)), dict(stride=2, padding=1, groups=64), ("shift",) * 3),
+    # 32 groups of 4 channels: shift; 2 groups of 32: gather
+    (((8, 128, 28, 28), (128, 4, 3, 3)), dict(padding=1, groups=32), ("shift",) * 3),
+    (((8, 64, 28, 28), (64, 32, 3, 3)), dict(padding=1, groups=2), ("gather",) * 3),
+    # a depthwise kernel so long the unrolled sum is too: gather forward
+    (((1, 4, 4096), (4, 1, 601)), dict(groups=4), ("gather", "gather", "shift")),
+    # dense: 1x1 and small spatial are matmuls; 2-d and 1-d stay on XLA's convolution
+    (((8, 256, 28, 28), (256, 256, 1, 1)), {}, ("gather",) * 3),
+    (((8, 512, 4, 4), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
+    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
+    (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
+    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
+    # 3-d dense: im2col forward, XLA input gradient, per-tap matmul weight gradient
+    (((2, 16, 8, 32, 32), (32, 16, 3, 3, 3)), dict(padding=1), ("gather", "lax", "shift")),
+])
+def test_rules_on_cpu(shapes, kwargs, picks):
+    choice = jaxconv.explain_auto(*shapes, **kwargs, backend="cpu")
+    assert choice.impls == picks
+    assert all(choice.reasons)
+    assert str(choice).splitlines()[0].startswith("forward")
+
+
+@pytest.mark.parametrize("backend", ["gpu", "tpu"])
+def test_other_backends_keep_lax(backend):
+    choice = jaxconv.explain_auto((8, 128, 56, 56), (128, 1, 3, 3), padding=1, groups=128,
+                                  backend=backend)
+    assert choice.impls == ("lax",) * 3
+    assert choice.reasons[0] == (f"backend {backend!r}: lax (no measurement on this backend "
+                                 "says otherwise)")
+
+
+def test_conv_transpose_is_described_by_the_convolution_it_transposes():
+    """conv_transpose(x: (N, 64, 28, 28), w: (64, 64 // 64, 3, 3), groups=64) transposes a
+    depthwise convolution: its forward is that convolution's input gradient."""
+    choice = jaxconv.explain_auto((8, 64, 28, 28), (64, 1, 3, 3), stride=2, padding=1,
+                                  groups=64, transpose=True, output_padding=1, backend="cpu")
+    assert choice.impls == ("shift",) * 3
+
+
+def test_explain_auto_validates_like_the_call():
+    with pytest.raises(ValueError, match=re.escape(
+            "jaxconv.explain_auto: padding='same' is not supported for strided convolutions")):
+        jaxconv.explain_auto((1, 2, 8, 8), (2, 2, 3, 3), stride=2, padding="same")
+
+
+def test_auto_resolves_to_the_explained_kernels():
+    x = jnp.ones((2, 8, 9, 9))
+    w = jnp.ones((8, 1, 3, 3))
+    spec, _ = conv_spec("conv2d", x, w, None, 1, 1, 1, 8, "zeros", None)
+    resolved = _auto.resolve_impl("conv2d", "auto", spec, x.shape, w.shape, x.dtype)
+    expected = jaxconv.explain_auto(x.shape, w.shape, padding=1, groups=8)
+    assert resolved.kernel_impls == expected.impls
+
+
+TRIPLES = [t for t in itertools.product(IMPLS, repeat=3) if len(set(t)) > 1]
+
+
+@pytest.mark.parametrize("triple", TRIPLES, ids="-".join)
+def test_mixed_kernels_match_torch(torch, triple):
+    """Every mix of impls across F, T, W (what auto may build) computes PyTorch's
+    convolution and gradients, and grad-of-grad, in float64."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 7, 6))
+    w = rng.standard_normal((6, 2, 3, 2))
+    b = rng.standard_normal(6)
+    kw = dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    cot = rng.standard_normal((2, 6, 4, 6))
+    f = lambda x, w, b: jnp.vdot(jaxconv.conv2d(x, w, b, **kw, impl=triple), cot)
+    y = jaxconv.conv2d(x, w, b, **kw, impl=triple)
+    grads = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(x, w, b)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
+    (ty * torch.tensor(cot)).sum().backward()
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    for got, want in zip(grads, (tx.grad, tw.grad, tb.grad), strict=True):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
+    # second order through the mixed family equals lax's
+    gg = lambda impl: jax.grad(lambda w: jnp.sum(jax.grad(
+        lambda x: jnp.sum(jnp.tanh(jaxconv.conv2d(x, w, b, **kw, impl=impl))))(x) ** 2))(w)
+    np.testing.assert_allclose(gg(triple), gg("lax"), rtol=1e-10, atol=1e-10)
+
+
+def test_mixed_kernels_in_conv_transpose(torch):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 4, 5))
+    w = rng.standard_normal((4, 3, 3))
+    kw = dict(stride=2, padding=1, output_padding=1, groups=2)
+    for triple in [("lax", "shift", "gather"), ("gather", "lax", "shift")]:
+        y, vjp = jax.vjp(lambda x, w: jaxconv.conv_transpose1d(x, w, **kw, impl=triple), x, w)
+        tx, tw = (torch.tensor(a, requires_grad=True) for a in (x, w))
+        ty = torch.nn.functional.conv_transpose1d(tx, tw, **kw)
+        cot = rng.standard_normal(y.shape)
+        (ty * torch.tensor(cot)).sum().backward()
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+        for got, want in zip(vjp(cot), (tx.grad, tw.grad), strict=True):
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("impl", [("lax", "gather"), ("lax", "gather", "nope"), ["lax"] * 3, 3])
+def test_bad_impl_tuples_are_rejected(impl):
+    with pytest.raises(ValueError, match=re.escape(
+            "jaxconv.conv1d: `impl` must be one of ('auto', 'lax', 'gather', 'shift'), or a "
+            "(forward, input_grad, weight_grad) tuple of those impls, got "
+            f"impl={impl!r}.")):
+        jaxconv.conv1d(np.ones((1, 1, 4)), np.ones((1, 1, 2)), impl=impl)

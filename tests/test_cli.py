@@ -1,0 +1,81 @@
+"""``python -m jaxconv bench``: layer parsing, --explain, tiny timed runs and their files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from jaxconv import benchmark
+from jaxconv.cli import main
+
+TINY = "2d N=1 C=4 HW=6 O=4 k=3 p=1 g=4"
+
+
+def test_parse_layer_reads_every_key():
+    layer = benchmark.parse_layer("3d N=2 C=8 S=4x6x6 O=16 k=3 s=2 p=1 d=1 g=2 mode=circular")
+    assert layer == benchmark.Layer(3, 2, 8, (4, 6, 6), 16, 3, 2, 1, 1, 2, "circular")
+    assert benchmark.parse_layer("1d N=1 C=2 L=100 O=3 k=5").spatial == (100,)
+    assert benchmark.parse_layer("2d N=1 C=2 HW=7 O=3 k=3").spatial == (7, 7)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("N=1 C=2 HW=7 O=3 k=3", "a layer starts with its rank (1d, 2d or 3d), got"),
+    ("2d N=1 C=2 HW=7 O=3 k", "expected key=value, got 'k' in"),
+    ("2d N=1 C=2 HW=7 O=3 k=3 q=1", "unknown key 'q' in"),
+    ("2d N=1 C=2 HW=7 k=3", "lacks c_out."),
+    ("2d N=1 C=2 S=7x7x7 O=3 k=3", "2-d layer needs 2 spatial sizes, got (7, 7, 7)"),
+    ("2d N=1 C=3 HW=7 O=3 k=3 g=2", "jaxconv.bench: out channels (weight.shape[0]=3) must be "
+                                    "divisible by `groups` (=2)."),
+])
+def test_parse_layer_errors(text, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        benchmark.parse_layer(text)
+
+
+def test_explain_prints_the_rule_per_kernel(capsys):
+    assert main(["bench", "--explain", "--layers", "depthwise_3x3", "pointwise_1x1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"depthwise_3x3\s+forward\s+shift\s+128 groups of 1 input channels", out)
+    assert re.search(r"pointwise_1x1\s+weight_grad\s+gather\s+1x1 kernel", out)
+
+
+def test_timed_run_writes_table_and_files(tmp_path, capsys):
+    files = {k: tmp_path / f"out.{k}" for k in ("json", "csv", "md")}
+    assert main(["bench", "--layer", TINY, "--repeats", "1", "--json", str(files["json"]),
+                 "--csv", str(files["csv"]), "--markdown", str(files["md"])]) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(files["json"].read_text())
+    variants = {r["variant"] for r in rows}
+    assert {"lax", "gather", "shift", "auto", "raw-lax"} <= variants
+    assert all(r["fwd_ms"] > 0 and r["fwdbwd_ms"] > 0 for r in rows)
+    assert len(list(csv.DictReader(files["csv"].open()))) == len(rows)
+    assert "| layer | variant | fwd ms |" in files["md"].read_text()
+    assert "auto against the best single impl and raw lax" in out
+
+
+def test_kernels_mode_names_the_fastest_and_autos_pick(tmp_path, capsys):
+    path = tmp_path / "k.json"
+    assert main(["bench", "--kernels", "--layer", TINY, "--repeats", "1", "--json",
+                 str(path)]) == 0
+    rows = json.loads(path.read_text())
+    assert [r["kernel"] for r in rows] == ["forward", "input_grad", "weight_grad"]
+    assert all(r["fastest"] in ("lax", "gather", "shift") and r["auto"] == "shift"
+               for r in rows)
+
+
+def test_bad_layer_and_impl_exit_with_a_message(capsys):
+    assert main(["bench", "--layer", "2d N=1", "--no-torch"]) == 2
+    assert "lacks" in capsys.readouterr().err
+    assert main(["bench", "--layer", TINY, "--impls", "nope"]) == 2
+    assert "unknown impls ['nope']" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "jaxconv", "bench", "--explain", "--layers",
+                             "video_3d"], capture_output=True, text=True, check=True)
+    assert "video_3d" in result.stdout and "weight_grad" in result.stdout
