@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import statistics
 import time
@@ -203,6 +204,9 @@ def _jax_runners(fn: Callable, args: Sequence[jax.Array], timing: Timing):
 
 
 def _torch_runners(layer: Layer, arrays):
+    # PyTorch's OpenMP threads otherwise spin after each call, taking a core from
+    # the JAX variant timed next (read when torch starts its thread pool).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     x, w, b = (torch.from_numpy(np.array(a)) for a in arrays)
