@@ -94,9 +94,11 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
                "im2col + one matmul")
         return AutoChoice("gather", "gather", "gather", (why,) * 3)
     if spec.rank >= 3:
-        return AutoChoice("gather", "lax", "shift", (
-            f"{spec.rank}-d: im2col + matmul (XLA's CPU convolution is 2-d only fast)",
-            f"{spec.rank}-d input gradient: XLA's convolution",
+        return AutoChoice("fold", "fold", "fold", (
+            f"{spec.rank}-d: one 2-d XLA convolution, the leading axis folded into batch "
+            "and channels (XLA's CPU convolution is fast in 2-d only)",
+            f"{spec.rank}-d input gradient: " + ("folded to 2-d" if all(
+                s == 1 for s in spec.stride) else "strided: XLA's convolution (fold = lax)"),
             f"{spec.rank}-d weight gradient: one matmul per tap over batch and positions"))
     why = "dense convolution: XLA's CPU convolution"
     return AutoChoice("lax", "lax", "lax", (why,) * 3)

@@ -32,8 +32,10 @@ IMPLS = jaxconv.available_impls()
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
     (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
-    # 3-d dense: im2col forward, XLA input gradient, per-tap matmul weight gradient
-    (((2, 16, 8, 32, 32), (32, 16, 3, 3, 3)), dict(padding=1), ("gather", "lax", "shift")),
+    # 3-d dense: folded into one 2-d XLA convolution
+    (((2, 16, 8, 32, 32), (32, 16, 3, 3, 3)), dict(padding=1), ("fold",) * 3),
+    (((2, 16, 8, 32, 32), (32, 16, 3, 3, 3)), dict(padding=1, padding_mode="circular"),
+     ("fold",) * 3),
 ])
 def test_rules_on_cpu(shapes, kwargs, picks):
     choice = jaxconv.explain_auto(*shapes, **kwargs, backend="cpu")
@@ -74,7 +76,9 @@ def test_auto_resolves_to_the_explained_kernels():
     assert resolved.kernel_impls == expected.impls
 
 
-TRIPLES = [t for t in itertools.product(IMPLS, repeat=3) if len(set(t)) > 1]
+# fold is lax in 2-d: its mixes are tested in 3-d below.
+TRIPLES = [t for t in itertools.product(("lax", "gather", "shift"), repeat=3)
+           if len(set(t)) > 1]
 
 
 @pytest.mark.parametrize("triple", TRIPLES, ids="-".join)
@@ -102,6 +106,24 @@ def test_mixed_kernels_match_torch(torch, triple):
     np.testing.assert_allclose(gg(triple), gg("lax"), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("triple", [("fold", "lax", "shift"), ("gather", "fold", "fold"),
+                                    ("shift", "shift", "fold")], ids="-".join)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_mixed_kernels_with_fold_in_3d_match_torch(torch, triple, stride):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 5, 6, 5))
+    w = rng.standard_normal((6, 2, 3, 2, 2))
+    kw = dict(stride=stride, padding=(1, 0, 1), dilation=(1, 2, 1), groups=2)
+    y, vjp = jax.vjp(lambda x, w: jaxconv.conv3d(x, w, **kw, impl=triple), x, w)
+    tx, tw = (torch.tensor(a, requires_grad=True) for a in (x, w))
+    ty = torch.nn.functional.conv3d(tx, tw, **kw)
+    cot = rng.standard_normal(y.shape)
+    (ty * torch.tensor(cot)).sum().backward()
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    for got, want in zip(vjp(cot), (tx.grad, tw.grad), strict=True):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
+
+
 def test_mixed_kernels_in_conv_transpose(torch):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 4, 5))
@@ -121,7 +143,7 @@ def test_mixed_kernels_in_conv_transpose(torch):
 @pytest.mark.parametrize("impl", [("lax", "gather"), ("lax", "gather", "nope"), ["lax"] * 3, 3])
 def test_bad_impl_tuples_are_rejected(impl):
     with pytest.raises(ValueError, match=re.escape(
-            "jaxconv.conv1d: `impl` must be one of ('auto', 'lax', 'gather', 'shift'), or a "
+            "jaxconv.conv1d: `impl` must be one of ('auto', 'lax', 'gather', 'shift', 'fold'), or a "
             "(forward, input_grad, weight_grad) tuple of those impls, got "
             f"impl={impl!r}.")):
         jaxconv.conv1d(np.ones((1, 1, 4)), np.ones((1, 1, 2)), impl=impl)
