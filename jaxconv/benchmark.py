@@ -324,3 +324,50 @@ def layer_gflop(layer: Layer) -> float:
 def geomean(values: Iterable[float]) -> float:
     values = list(values)
     return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+# --- per-example gradients ------------------------------------------------------------------
+
+def small_cnn_params(key: jax.Array) -> dict[str, jax.Array]:
+    """A small image CNN: 3x3 conv, strided 3x3 conv, depthwise 3x3, 1x1, linear."""
+    k = jax.random.split(key, 5)
+    return dict(w1=jax.random.normal(k[0], (16, 3, 3, 3)) * 0.2,
+                w2=jax.random.normal(k[1], (32, 16, 3, 3)) * 0.1,
+                w3=jax.random.normal(k[2], (32, 1, 3, 3)) * 0.3,
+                w4=jax.random.normal(k[3], (64, 32, 1, 1)) * 0.2,
+                fc=jax.random.normal(k[4], (64, 10)) * 0.1)
+
+
+def small_cnn(params: dict, x: jax.Array, impl: Any) -> jax.Array:
+    """Logits of :func:`small_cnn_params`'s network; `x` is ``(N, 3, H, W)`` or ``(3, H, W)``."""
+    y = jax.nn.relu(conv(x, params["w1"], padding=1, impl=impl))
+    y = jax.nn.relu(conv(y, params["w2"], stride=2, padding=1, impl=impl))
+    y = jax.nn.relu(conv(y, params["w3"], padding=1, groups=32, impl=impl))
+    y = jax.nn.relu(conv(y, params["w4"], impl=impl))
+    return y.mean(axis=(-2, -1)) @ params["fc"]
+
+
+def bench_per_example(impls: Sequence[str], batch: int = 64, size: int = 32,
+                      repeats: int = 5) -> dict[str, tuple[float, float]]:
+    """``{impl: (batched grad ms, per-example grad ms)}`` for :func:`small_cnn`.
+
+    Batched: ``grad`` of the summed cross-entropy over a batch of `batch` images.
+    Per-example: ``vmap(grad)`` of the loss of one unbatched image, over the same
+    batch (what DP-SGD and influence functions need).
+    """
+    params = small_cnn_params(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (batch, 3, size, size))
+    t = jax.nn.one_hot(jnp.arange(batch) % 10, 10)
+
+    def loss(p, x, t, impl):
+        return -jnp.sum(jax.nn.log_softmax(small_cnn(p, x, impl)) * t)
+
+    runners = {}
+    for impl in impls:
+        batched = jax.jit(lambda p, x, t, impl=impl: jax.grad(loss)(p, x, t, impl))
+        per = jax.jit(lambda p, x, t, impl=impl: jax.vmap(
+            lambda x, t: jax.grad(loss)(p, x, t, impl))(x, t))
+        runners[(impl, 0)] = lambda f=batched: jax.block_until_ready(f(params, x, t))
+        runners[(impl, 1)] = lambda f=per: jax.block_until_ready(f(params, x, t))
+    ms = _interleaved(runners, repeats)
+    return {impl: (ms[impl, 0], ms[impl, 1]) for impl in impls}

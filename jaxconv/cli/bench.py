@@ -37,6 +37,9 @@ def add_parser(commands) -> None:
     p.add_argument("--kernels", action="store_true",
                    help="time each impl's forward / input_grad / weight_grad kernel alone and "
                         "show what auto picks next to the fastest (to re-derive auto's rules)")
+    p.add_argument("--per-example", action="store_true",
+                   help="time per-example gradients (vmap of grad over unbatched calls) of a "
+                        "small CNN against its batched gradient, for every impl and auto")
     p.add_argument("--explain", action="store_true",
                    help="only print what auto picks for each layer, and why (no timing)")
     p.add_argument("--csv", help="write the rows to this CSV file")
@@ -115,6 +118,8 @@ def run(args) -> int:
         return 0
     if args.kernels:
         return _run_kernels(args, layers, impls, out_md)
+    if args.per_example:
+        return _run_per_example(args, impls, out_md)
     return _run_layers(args, layers, impls, out_md)
 
 
@@ -142,6 +147,20 @@ def _run_kernels(args, layers, impls, out_md) -> int:
     print(text)
     _write_markdown(args.markdown, out_md + [md])
     _write_rows(args, records)
+    return 0
+
+
+def _run_per_example(args, impls, out_md) -> int:
+    times = B.bench_per_example([*impls, "auto"], repeats=args.repeats)
+    rows = [[impl, _fmt(a, ".1f"), _fmt(b, ".1f"), _fmt(b / a)] for impl, (a, b) in times.items()]
+    text, md = _table(["impl", "batched grad ms", "vmap(grad) ms", "ratio"], rows)
+    title = ("small CNN (3x3, strided 3x3, depthwise 3x3, 1x1; batch 64 of 3x32x32): "
+             "per-example gradients vs the batched gradient")
+    print(title)
+    print(text)
+    _write_markdown(args.markdown, out_md + [title, md])
+    _write_rows(args, [dict(impl=i, batched_ms=a, per_example_ms=b) for i, (a, b) in
+                       times.items()])
     return 0
 
 
