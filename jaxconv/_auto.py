@@ -32,6 +32,7 @@ KERNELS = ("forward", "input_grad", "weight_grad")
 SHIFT_MAX_GROUP_IN = 8  # shift-and-add beats matmul-based kernels up to this C_in / groups
 SHIFT_MAX_TERMS = 512  # Cg * prod(K) (F, W) and M * prod(K) (T): unrolled terms per output
 SMALL_SPATIAL = 16  # output positions per sample at or below which patches + matmul win
+PHASES_MAX_IN = 16  # strided input gradients with at most this many input channels: phases
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +102,12 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
                 s == 1 for s in spec.stride) else "strided: XLA's convolution (fold = lax)"),
             f"{spec.rank}-d weight gradient: one matmul per tap over batch and positions"))
     why = "dense convolution: XLA's CPU convolution"
+    strided = any(s > 1 for s in spec.stride)
+    phases = all(s == 1 or d == 1 for s, d in zip(spec.stride, spec.dilation, strict=True))
+    if strided and phases and group_in <= PHASES_MAX_IN:
+        return AutoChoice("lax", "fold", "lax", (why, (
+            f"strided, {group_in} input channels (<= {PHASES_MAX_IN}): stride phases, each a "
+            "stride-1 XLA convolution (XLA's lhs-dilated one is slow for few channels)"), why))
     return AutoChoice("lax", "lax", "lax", (why,) * 3)
 
 

@@ -31,6 +31,9 @@ IMPLS = jaxconv.available_impls()
     (((8, 512, 4, 4), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
     (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
+    # a strided stem with 3 input channels: its input gradient in stride phases
+    (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "lax")),
+    (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
     # 3-d dense: folded into one 2-d XLA convolution
     (((2, 16, 8, 32, 32), (32, 16, 3, 3, 3)), dict(padding=1), ("fold",) * 3),

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import jaxconv
 from jaxconv import benchmark
 from jaxconv.cli import main
 
@@ -64,7 +65,7 @@ def test_kernels_mode_names_the_fastest_and_autos_pick(tmp_path, capsys):
                  str(path)]) == 0
     rows = json.loads(path.read_text())
     assert [r["kernel"] for r in rows] == ["forward", "input_grad", "weight_grad"]
-    assert all(r["fastest"] in ("lax", "gather", "shift") and r["auto"] == "shift"
+    assert all(r["fastest"] in jaxconv.available_impls() and r["auto"] == "shift"
                for r in rows)
 
 
