@@ -9,11 +9,15 @@ the tests call. A *variant* is one way to run a layer:
   then one ``jax.lax.conv_general_dilated``, differentiated by JAX,
 * ``torch``: ``torch.nn.ConvNd`` on the CPU, when PyTorch is installed.
 
-Timings are medians of ``repeats`` runs after a warm-up, with the variants of a
-layer run *interleaved* (round-robin), so a slow phase of a shared machine
-hits them all alike. Forward+backward is ``value_and_grad`` of
-``<conv(x, w, b), ct>`` w.r.t. x, w and b (the value keeps the forward in the
-program). Compile time is that of the forward+backward program; peak memory is
+Timings are medians of ``repeats`` runs after a warm-up, with the JAX variants
+of a layer run *interleaved* (round-robin), so a slow phase of a shared machine
+hits them all alike. PyTorch is timed right after them, in a block of its own:
+its OpenMP threads spin for a while after each call and would slow whatever
+JAX runs next. Forward+backward is ``value_and_grad`` of
+``<conv(x, w, b), ct>`` w.r.t. x, w and b, with the cotangent ``ct`` a random
+array passed in as an argument (the value keeps the forward in the program; a
+constant cotangent would let XLA specialise the backward on it). PyTorch's is
+``module(x).backward(ct)`` with the same ``ct``. Compile time is that of the forward+backward program; peak memory is
 XLA's planned argument + output + temporary bytes for it.
 """
 
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 import statistics
 import time
@@ -189,9 +192,12 @@ class Timing:
 
 def _jax_runners(fn: Callable, args: Sequence[jax.Array], timing: Timing):
     fwd = jax.jit(fn)
-    ct = jnp.ones(jax.eval_shape(fwd, *args).shape, args[0].dtype)
-    grad = jax.jit(jax.value_and_grad(lambda *a: jnp.vdot(fwd(*a), ct),
+    # The cotangent is an argument, as in a network (a closed-over constant such as
+    # ones would let XLA specialise the backward on it).
+    ct = jax.random.normal(jax.random.key(1), jax.eval_shape(fwd, *args).shape, args[0].dtype)
+    grad = jax.jit(jax.value_and_grad(lambda *a: jnp.vdot(fwd(*a[:-1]), a[-1]),
                                       argnums=tuple(range(len(args)))))
+    args = (*args, ct)
     start = time.perf_counter()
     compiled = grad.lower(*args).compile()
     timing.compile_s = time.perf_counter() - start
@@ -199,14 +205,11 @@ def _jax_runners(fn: Callable, args: Sequence[jax.Array], timing: Timing):
     if mem is not None:
         timing.peak_mib = (mem.argument_size_in_bytes + mem.output_size_in_bytes
                            + mem.temp_size_in_bytes) / 2**20
-    return (lambda: jax.block_until_ready(fwd(*args)),
+    return (lambda: jax.block_until_ready(fwd(*args[:-1])),
             lambda: jax.block_until_ready(compiled(*args)))
 
 
 def _torch_runners(layer: Layer, arrays):
-    # PyTorch's OpenMP threads otherwise spin after each call, taking a core from
-    # the JAX variant timed next (read when torch starts its thread pool).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     x, w, b = (torch.from_numpy(np.array(a)) for a in arrays)
@@ -221,10 +224,12 @@ def _torch_runners(layer: Layer, arrays):
         with torch.no_grad():
             return m(x)
 
+    ct = torch.from_numpy(np.array(jax.random.normal(jax.random.key(1), m(x).shape)))
+
     def fwdbwd():
         m.zero_grad()
         xg.grad = None
-        m(xg).sum().backward()
+        m(xg).backward(ct)
 
     return fwd, fwdbwd
 
@@ -259,13 +264,17 @@ def bench_layer(layer: Layer, impls: Sequence[str], repeats: int = 5,
     for name, fn in jax_variants(layer, [*impls, "auto"]).items():
         timings[name] = Timing()
         fwd_runners[name], fb_runners[name] = _jax_runners(fn, arrays, timings[name])
-    if with_torch and torch_available():
-        timings["torch"] = Timing()
-        fwd_runners["torch"], fb_runners["torch"] = _torch_runners(layer, arrays)
     for name, ms in _interleaved(fwd_runners, repeats).items():
         timings[name].fwd_ms = ms
     for name, ms in _interleaved(fb_runners, repeats).items():
         timings[name].fwdbwd_ms = ms
+    if with_torch and torch_available():
+        # Timed apart from the JAX variants: PyTorch's OpenMP threads spin for a
+        # while after each call, which would take a core from the next JAX run.
+        fwd, fb = _torch_runners(layer, arrays)
+        ms = _interleaved({"fwd": fwd, "fb": fb}, repeats)
+        timings["torch"] = Timing(fwd_ms=ms["fwd"], fwdbwd_ms=ms["fb"])
+        time.sleep(0.5)  # let them settle before the next layer
     return timings
 
 
