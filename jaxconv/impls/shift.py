@@ -63,7 +63,9 @@ the multiply-adds are exact elementwise products at the accumulation dtype.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -81,6 +83,8 @@ UNROLL_MAX = 16
 # Weight gradients with at most this many entries per group (taps x M x Cg) are one
 # variadic reduction (one pass over x and g); larger ones, one dot_general per tap.
 REDUCE_MAX = 256
+# Forwards with at most this many taps pad each window inside the fused loop.
+WINDOW_PAD_MAX = 16
 
 
 def _accumulation_dtype(dtype) -> jnp.dtype:
@@ -91,15 +95,45 @@ def _taps(kernel: Sequence[int]):
     return itertools.product(*(range(k) for k in kernel))
 
 
-def _window(xp: jax.Array, tap: Sequence[int], spec: ConvSpec,
+def _window(x: jax.Array, tap: Sequence[int], spec: ConvSpec,
             positions: Sequence[int]) -> jax.Array:
-    """``X_k``: ``xp[..., k·d : k·d + (P - 1)·s + 1 : s]`` over the trailing axes."""
-    lead = xp.ndim - spec.rank
-    start = [0] * lead + [k * d for k, d in zip(tap, spec.dilation, strict=True)]
-    limit = list(xp.shape[:lead]) + [
-        k * d + (p - 1) * s + 1
-        for k, d, s, p in zip(tap, spec.dilation, spec.stride, positions, strict=True)]
-    return lax.slice(xp, start, limit, [1] * lead + list(spec.stride))
+    """``X_k``: ``xp[..., k·d : k·d + (P - 1)·s + 1 : s]`` over the trailing axes, where
+    ``xp`` is `x` zero-padded by ``spec.zero_padding`` (negative pads crop).
+
+    ``xp`` itself is never built: each window pads `x` by just what it reads
+    beyond the edges, then slices. XLA fuses that small pad into the consumer
+    loop, where one padded array read by every window would be materialised
+    (single-threaded: 3-4 ms per 12.8 MB on this project's CPU).
+    """
+    lead = x.ndim - spec.rank
+    config, start, limit = [(0, 0, 0)] * lead, [0] * lead, list(x.shape[:lead])
+    for k, d, s, p, (lo, _), n in zip(tap, spec.dilation, spec.stride, positions,
+                                      spec.zero_padding, x.shape[lead:], strict=True):
+        first = k * d - lo  # the input row output 0 reads through this tap
+        last = first + (p - 1) * s
+        before, after = max(0, -first), max(0, last - (n - 1))
+        config.append((before, after, 0))
+        start.append(first + before)
+        limit.append(last + before + 1)
+    if any(lo or hi for lo, hi, _ in config):
+        x = lax.pad(x, jnp.zeros((), x.dtype), config)
+    return lax.slice(x, start, limit, [1] * lead + list(spec.stride))
+
+
+def _padded(x: jax.Array, spec: ConvSpec, per_window: bool) -> tuple[jax.Array, ConvSpec]:
+    """`x` and the spec its windows are read with: `x` as it is, each window padding
+    itself (`per_window`), or `x` zero-padded once and a spec without padding.
+
+    Per-window pads fuse into the forward's loop (a padded array read by many
+    windows is materialised, single-threaded: 3-4 ms per 12.8 MB on this project's
+    CPU); with many taps, or inside the weight gradient's reduction, one pad is
+    faster (``python -m jaxconv bench --kernels``).
+    """
+    if per_window or all(lo == 0 and hi == 0 for lo, hi in spec.zero_padding):
+        return x, spec
+    config = [(0, 0, 0)] * (x.ndim - spec.rank) + [(lo, hi, 0) for lo, hi in spec.zero_padding]
+    xp = lax.pad(x, jnp.zeros((), x.dtype), config)
+    return xp, dataclasses.replace(spec, padding=((0, 0),) * spec.rank)
 
 
 def _split(a: jax.Array, groups: int, axis: int) -> jax.Array:
@@ -112,12 +146,12 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     out_channels, group_in, *kernel = w.shape
     acc = _accumulation_dtype(x.dtype)
     out_spatial = spec.output_spatial(x.shape[2:], kernel)
-    pads = [(0, 0, 0)] * 2 + [(lo, hi, 0) for lo, hi in spec.zero_padding]
-    xp = _split(lax.pad(x, jnp.zeros((), x.dtype), pads), groups, 1).astype(acc)
+    xp, spec_p = _padded(x, spec, math.prod(kernel) <= WINDOW_PAD_MAX)
+    xp = _split(xp, groups, 1).astype(acc)  # (N, G, Cg, *S)
     wg = _split(w, groups, 0).astype(acc)  # (G, M, Cg, *K)
     y = None
     for tap in _taps(kernel):
-        xs = _window(xp, tap, spec, out_spatial)  # (N, G, Cg, *P)
+        xs = _window(xp, tap, spec_p, out_spatial)  # (N, G, Cg, *P)
         if group_in > UNROLL_MAX:  # [N, G, Cg, *P] [G, M, Cg] -> [G, N, *P, M]
             term = lax.dot_general(xs, wg[(Ellipsis, *tap)], (([2], [2]), ([1], [0])),
                                    precision=spec.precision, preferred_element_type=acc)
@@ -182,8 +216,8 @@ def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array
     groups, rank = spec.groups, spec.rank
     acc = _accumulation_dtype(x.dtype)
     positions = g.shape[2:]
-    pads = [(0, 0, 0)] * 2 + [(lo, hi, 0) for lo, hi in spec.zero_padding]
-    xp = _split(lax.pad(x, jnp.zeros((), x.dtype), pads), groups, 1)
+    xp, spec = _padded(x, spec, False)
+    xp = _split(xp, groups, 1)  # (N, G, Cg, *S)
     gg = _split(g, groups, 1)
     group_out, group_in = gg.shape[2], xp.shape[2]
     taps = list(_taps(kernel))
