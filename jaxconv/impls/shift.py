@@ -83,7 +83,7 @@ UNROLL_MAX = 16
 # Weight gradients with at most this many entries per group (taps x M x Cg) are one
 # variadic reduction (one pass over x and g); larger ones, one dot_general per tap.
 REDUCE_MAX = 256
-# Forwards with at most this many taps pad each window inside the fused loop.
+# Depthwise forwards with at most this many taps pad each window inside the fused loop.
 WINDOW_PAD_MAX = 16
 
 
@@ -146,7 +146,9 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     out_channels, group_in, *kernel = w.shape
     acc = _accumulation_dtype(x.dtype)
     out_spatial = spec.output_spatial(x.shape[2:], kernel)
-    xp, spec_p = _padded(x, spec, math.prod(kernel) <= WINDOW_PAD_MAX)
+    # A window read by several channels' terms is materialised with its pad: pad
+    # per window only where each window has one reader (depthwise).
+    xp, spec_p = _padded(x, spec, math.prod(kernel) <= WINDOW_PAD_MAX and group_in == 1)
     xp = _split(xp, groups, 1).astype(acc)  # (N, G, Cg, *S)
     wg = _split(w, groups, 0).astype(acc)  # (G, M, Cg, *K)
     y = None
