@@ -128,9 +128,12 @@ def test_kernels_match_lax_and_autodiff(case, impl):
 
 @pytest.mark.parametrize("path", ["unrolled", "dot_general"])
 def test_shift_channel_sum_paths_agree(monkeypatch, path):
-    """shift sums channels either as unrolled multiply-adds or as one dot_general per tap
-    (above UNROLL_MAX channels): both match lax, in F, T and W, with groups."""
+    """shift sums channels either as unrolled multiply-adds (and the weight gradient as one
+    variadic reduction) or as one dot_general per tap (above UNROLL_MAX channels, above
+    REDUCE_MAX weight entries): both match lax, in F, T and W, with groups."""
     monkeypatch.setattr(_shift, "UNROLL_MAX", 0 if path == "dot_general" else 64)
+    monkeypatch.setattr(_shift, "REDUCE_MAX", 0 if path == "dot_general" else 1024)
+    monkeypatch.setattr(_shift, "WINDOW_PAD_MAX", 0 if path == "dot_general" else 64)
     spec = _spec(2, (2, 1), 2, 2, ((1, 0), (0, 2)))
     x, w, g = _arrays(2, 2, 8, 6, 2, spec)
     _check(_gather_and_lax(spec, impl=_shift)(x, w, g))
