@@ -19,8 +19,9 @@ def main() -> None:
     text = readme.read_text()
     for name in re.findall(r"<!-- bench:(\w+) -->", text):
         body = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text().strip()
-        text = re.sub(rf"(<!-- bench:{name} -->\n).*?(\n<!-- /bench:{name} -->)",
-                      lambda m, body=body: m.group(1) + body + m.group(2), text, flags=re.S)
+        text = re.sub(rf"(<!-- bench:{name} -->\n)(?:.*?\n)?(<!-- /bench:{name} -->)",
+                      lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text,
+                      flags=re.S)
     readme.write_text(text)
 
 

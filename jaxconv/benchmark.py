@@ -10,8 +10,10 @@ the tests call. A *variant* is one way to run a layer:
 * ``torch``: ``torch.nn.ConvNd`` on the CPU, when PyTorch is installed.
 
 Timings are medians of ``repeats`` runs after a warm-up, with the JAX variants
-of a layer run *interleaved* (round-robin), so a slow phase of a shared machine
-hits them all alike. PyTorch is timed right after them, in a block of its own:
+of a layer run *interleaved*, so a slow phase of a shared machine hits them all
+alike: each round visits them in a fresh random order, and each visit makes one
+untimed call before the timed one (a variant that follows a memory-heavy one
+otherwise runs up to 40% slower: identical programs differed that much). PyTorch is timed right after them, in a block of its own:
 its OpenMP threads spin for a while after each call and would slow whatever
 JAX runs next. Forward+backward is ``value_and_grad`` of
 ``<conv(x, w, b), ct>`` w.r.t. x, w and b, with the cotangent ``ct`` a random
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import re
 import statistics
 import time
@@ -243,14 +246,20 @@ def torch_available() -> bool:
 
 
 def _interleaved(runners: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median ms per runner, the runners taking turns (one warm-up call each first)."""
+    """Median ms per runner, the runners taking turns in a fresh random order each
+    round; each turn is one untimed call then one timed call, so that what ran
+    before (another variant's memory traffic) does not land on the timed one."""
     for run in runners.values():
         run()
     times: dict[str, list[float]] = {k: [] for k in runners}
+    order = list(runners)
+    shuffle = random.Random(0).shuffle
     for _ in range(repeats):
-        for k, run in runners.items():
+        shuffle(order)
+        for k in order:
+            runners[k]()
             start = time.perf_counter()
-            run()
+            runners[k]()
             times[k].append(time.perf_counter() - start)
     return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 

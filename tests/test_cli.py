@@ -12,7 +12,7 @@ import pytest
 
 import jaxconv
 from jaxconv import benchmark
-from jaxconv.cli import main
+from jaxconv.cli import bench, main
 
 TINY = "2d N=1 C=4 HW=6 O=4 k=3 p=1 g=4"
 
@@ -57,6 +57,15 @@ def test_timed_run_writes_table_and_files(tmp_path, capsys):
     assert len(list(csv.DictReader(files["csv"].open()))) == len(rows)
     assert "| layer | variant | fwd ms |" in files["md"].read_text()
     assert "auto against the best single impl and raw lax" in out
+
+
+def test_plot_writes_a_png(tmp_path):
+    rows = [dict(layer=layer, variant=variant, fwdbwd_ms=ms)
+            for layer, variant, ms in [("a", "lax", 2.0), ("a", "torch", 1.0),
+                                       ("b", "lax", 1.0), ("b", "torch", 4.0)]]
+    path = tmp_path / "p.png"
+    bench.plot(rows, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_kernels_mode_names_the_fastest_and_autos_pick(tmp_path, capsys):
