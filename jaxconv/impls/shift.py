@@ -57,8 +57,9 @@ loop into one of XLA's CPU YNNPACK fusions, which would materialise every
 window first (16x slower on a depthwise layer).
 
 Every product accumulates in float32 for half-precision inputs and is cast back
-once at the end. ``spec.precision`` applies to the weight-gradient contraction;
-the multiply-adds are exact elementwise products at the accumulation dtype.
+once at the end. ``spec.precision`` applies to the ``dot_general`` paths; the
+unrolled multiply-adds and the reduction are elementwise products at the
+accumulation dtype, which no precision setting changes.
 """
 
 from __future__ import annotations
