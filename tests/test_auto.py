@@ -109,6 +109,18 @@ def test_mixed_kernels_match_torch(torch, triple):
     np.testing.assert_allclose(gg(triple), gg("lax"), rtol=1e-10, atol=1e-10)
 
 
+def _vjp_matches_torch(torch, fn, torch_fn, x, w, kw, impl, rng):
+    """``fn(x, w, **kw, impl=impl)`` and its VJP (random cotangent) equal PyTorch's."""
+    y, vjp = jax.vjp(lambda x, w: fn(x, w, **kw, impl=impl), x, w)
+    tx, tw = (torch.tensor(a, requires_grad=True) for a in (x, w))
+    ty = torch_fn(tx, tw, **kw)
+    cot = rng.standard_normal(y.shape)
+    (ty * torch.tensor(cot)).sum().backward()
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    for got, want in zip(vjp(cot), (tx.grad, tw.grad), strict=True):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("triple", [("fold", "lax", "shift"), ("gather", "fold", "fold"),
                                     ("shift", "shift", "fold")], ids="-".join)
 @pytest.mark.parametrize("stride", [1, 2])
@@ -117,30 +129,19 @@ def test_mixed_kernels_with_fold_in_3d_match_torch(torch, triple, stride):
     x = rng.standard_normal((2, 4, 5, 6, 5))
     w = rng.standard_normal((6, 2, 3, 2, 2))
     kw = dict(stride=stride, padding=(1, 0, 1), dilation=(1, 2, 1), groups=2)
-    y, vjp = jax.vjp(lambda x, w: jaxconv.conv3d(x, w, **kw, impl=triple), x, w)
-    tx, tw = (torch.tensor(a, requires_grad=True) for a in (x, w))
-    ty = torch.nn.functional.conv3d(tx, tw, **kw)
-    cot = rng.standard_normal(y.shape)
-    (ty * torch.tensor(cot)).sum().backward()
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
-    for got, want in zip(vjp(cot), (tx.grad, tw.grad), strict=True):
-        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
+    _vjp_matches_torch(torch, jaxconv.conv3d, torch.nn.functional.conv3d, x, w, kw, triple,
+                       rng)
 
 
-def test_mixed_kernels_in_conv_transpose(torch):
+@pytest.mark.parametrize("triple", [("lax", "shift", "gather"), ("gather", "lax", "shift"),
+                                    ("fold", "fold", "shift")], ids="-".join)
+def test_mixed_kernels_in_conv_transpose(torch, triple):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 4, 5))
     w = rng.standard_normal((4, 3, 3))
     kw = dict(stride=2, padding=1, output_padding=1, groups=2)
-    for triple in [("lax", "shift", "gather"), ("gather", "lax", "shift")]:
-        y, vjp = jax.vjp(lambda x, w: jaxconv.conv_transpose1d(x, w, **kw, impl=triple), x, w)
-        tx, tw = (torch.tensor(a, requires_grad=True) for a in (x, w))
-        ty = torch.nn.functional.conv_transpose1d(tx, tw, **kw)
-        cot = rng.standard_normal(y.shape)
-        (ty * torch.tensor(cot)).sum().backward()
-        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
-        for got, want in zip(vjp(cot), (tx.grad, tw.grad), strict=True):
-            np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
+    _vjp_matches_torch(torch, jaxconv.conv_transpose1d, torch.nn.functional.conv_transpose1d,
+                       x, w, kw, triple, rng)
 
 
 @pytest.mark.parametrize("impl", [("lax", "gather"), ("lax", "gather", "nope"), ["lax"] * 3, 3])
