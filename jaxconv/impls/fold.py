@@ -34,9 +34,13 @@ the stride-1 input gradient of ``g`` with the sub-kernel ``w[ρ::s]`` and low
 padding ``q0 = ceil((lo - ρ) / s)`` (the first ``q`` inside the input), on
 the ``n_ρ`` rows ``i = i0, i0 + s, ...`` (``i0 = q0·s + ρ - lo``). Each phase is
 placed back with one ``lax.pad`` (low ``i0``, interior ``s - 1``) and the phases
-summed; a phase no tap reaches (``K < s``) gets zero. Weight gradient: one contraction per
-kernel tap over batch and positions (the shift impl's kernel, 4x faster than
-XLA's 3-d weight gradient on the video layer).
+summed; a phase no tap reaches (``K < s``) gets zero.
+
+Weight gradient: the fold ``x -> X`` is linear and does not involve ``w``, so
+``dw`` is the folded convolution's weight gradient ``dW[o, (c, k), ...]``
+(``W(X, g)`` with ``g`` folded the same way, ``(N·P, O, *Q)``) read back as
+``dw[o, c, k, ...]``. With a cropped ``g`` (fewer planes than ``P``) only the
+planes it holds are folded.
 """
 
 from __future__ import annotations
@@ -51,17 +55,14 @@ from jax import lax
 from jaxconv._registry import Impl, register_impl
 from jaxconv._spec import ConvSpec
 from jaxconv.impls import lax as lax_impl
-from jaxconv.impls import shift
 
 
-def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
-    """``(N, C, n, *S) -> (N, O, P, *Q)``: fold the first spatial axis while rank > 2."""
-    if spec.rank <= 2:
-        return lax_impl.forward(x, w, spec)
-    n_batch, channels, size, *rest = x.shape
-    out_channels, group_in, taps, *kernel = w.shape
+def _fold(x: jax.Array, spec: ConvSpec, taps: int,
+          planes: int) -> tuple[jax.Array, ConvSpec]:
+    """``X[(b, p), (c, k), ...] = xp[b, c, p·s + k·d, ...]`` for ``p < planes``, and the
+    ``(r-1)``-d spec it is convolved with: ``(N, C, n, *S) -> (N·P, C·K, *S)``."""
+    n_batch, channels, _, *rest = x.shape
     (lo, hi), s, d = spec.zero_padding[0], spec.stride[0], spec.dilation[0]
-    planes = (size + lo + hi - d * (taps - 1) - 1) // s + 1
     config = [(0, 0, 0), (0, 0, 0), (lo, hi, 0)] + [(0, 0, 0)] * len(rest)
     xp = lax.pad(x, jnp.zeros((), x.dtype), config)
     slabs = [lax.slice_in_dim(xp, k * d, k * d + (planes - 1) * s + 1, s, axis=2)
@@ -71,9 +72,29 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     inner = dataclasses.replace(spec, rank=spec.rank - 1, stride=spec.stride[1:],
                                 padding=spec.zero_padding[1:], dilation=spec.dilation[1:],
                                 padding_mode="zeros")
+    return folded, inner
+
+
+def _unfold_batch(y: jax.Array, n_batch: int) -> jax.Array:
+    """``(N·P, O, *Q) -> (N, O, P, *Q)``."""
+    return jnp.moveaxis(y.reshape(n_batch, -1, *y.shape[1:]), 1, 2)
+
+
+def _fold_batch(g: jax.Array) -> jax.Array:
+    """``(N, O, P, *Q) -> (N·P, O, *Q)``, the inverse of :func:`_unfold_batch`."""
+    g = jnp.moveaxis(g, 2, 1)
+    return g.reshape(g.shape[0] * g.shape[1], *g.shape[2:])
+
+
+def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
+    """``(N, C, n, *S) -> (N, O, P, *Q)``: fold the first spatial axis while rank > 2."""
+    if spec.rank <= 2:
+        return lax_impl.forward(x, w, spec)
+    out_channels, group_in, taps, *kernel = w.shape
+    planes = spec.output_spatial(x.shape[2:], w.shape[2:])[0]
+    folded, inner = _fold(x, spec, taps, planes)
     y = forward(folded, w.reshape(out_channels, group_in * taps, *kernel), inner)
-    y = y.reshape(n_batch, planes, *y.shape[1:])  # (N, P, O, *Q)
-    return jnp.moveaxis(y, 1, 2)
+    return _unfold_batch(y, x.shape[0])
 
 
 def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Array:
@@ -125,9 +146,14 @@ def _input_grad_by_phases(g: jax.Array, w: jax.Array, spec: ConvSpec,
 
 
 def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array:
+    """The folded convolution's weight gradient, ``(O, C/G·K, ...)`` read back as
+    ``(O, C/G, K, ...)``: the fold is linear in ``x`` and ``W`` sees it unchanged."""
     if spec.rank <= 2:
         return lax_impl.weight_grad(x, g, spec, kernel)
-    return shift.weight_grad(x, g, spec, kernel)
+    taps, *rest = kernel
+    folded, inner = _fold(x, spec, taps, g.shape[2])  # only the planes g holds
+    dw = weight_grad(folded, _fold_batch(g), inner, tuple(rest))
+    return dw.reshape(dw.shape[0], dw.shape[1] // taps, taps, *rest)
 
 
 FOLD = register_impl(
@@ -137,6 +163,7 @@ FOLD = register_impl(
         input_grad=input_grad,
         weight_grad=weight_grad,
         description="3-d (and higher) as one 2-d XLA convolution with the leading axis "
-        "folded into batch and channels; lax for ranks 1 and 2.",
+        "folded into batch and channels; lax for ranks 1 and 2 (strided input gradients: "
+        "stride phases).",
     )
 )
