@@ -75,9 +75,9 @@ def _fold(x: jax.Array, spec: ConvSpec, taps: int,
     return folded, inner
 
 
-def _unfold_batch(y: jax.Array, n_batch: int) -> jax.Array:
+def _unfold_batch(y: jax.Array, n_batch: int, planes: int) -> jax.Array:
     """``(N·P, O, *Q) -> (N, O, P, *Q)``."""
-    return jnp.moveaxis(y.reshape(n_batch, -1, *y.shape[1:]), 1, 2)
+    return jnp.moveaxis(y.reshape(n_batch, planes, *y.shape[1:]), 1, 2)
 
 
 def _fold_batch(g: jax.Array) -> jax.Array:
@@ -94,7 +94,7 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     planes = spec.output_spatial(x.shape[2:], w.shape[2:])[0]
     folded, inner = _fold(x, spec, taps, planes)
     y = forward(folded, w.reshape(out_channels, group_in * taps, *kernel), inner)
-    return _unfold_batch(y, x.shape[0])
+    return _unfold_batch(y, x.shape[0], planes)
 
 
 def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Array:
