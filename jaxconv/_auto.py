@@ -84,9 +84,11 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
             t, reasons[1] = "gather", f"{group_out * taps} terms per input: gather"
         return AutoChoice(f, t, w, tuple(reasons))
     if groups > 1:
-        why = (f"{groups} groups of {group_in} channels: im2col + batched matmul "
-               "(XLA's grouped convolutions are slow on CPU)")
-        return AutoChoice("gather", "gather", "gather", (why,) * 3)
+        why = (f"{groups} groups of {group_in} channels: one matmul per tap, batched over "
+               "groups (XLA's grouped convolutions are slow on CPU)")
+        why_w = (f"{groups} groups of {group_in} channels: im2col + one batched matmul "
+                 "(XLA's grouped weight gradient is 30x slower)")
+        return AutoChoice("shift", "shift", "gather", (why, why, why_w))
     if taps == 1:
         why = "1x1 kernel: a matmul over channels (im2col is the input itself)"
         return AutoChoice("gather", "gather", "gather", (why,) * 3)

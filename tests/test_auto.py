@@ -21,9 +21,10 @@ IMPLS = jaxconv.available_impls()
     # depthwise (and channel multiplier 2): shift for all three kernels
     (((8, 128, 56, 56), (128, 1, 3, 3)), dict(padding=1, groups=128), ("shift",) * 3),
     (((8, 64, 56, 56), (128, 1, 3, 3)), dict(stride=2, padding=1, groups=64), ("shift",) * 3),
-    # 32 groups of 4 channels: shift; 2 groups of 32: gather
+    # 32 groups of 4 channels: shift; 4 groups of 32: shift's per-tap matmuls, gather's W
     (((8, 128, 28, 28), (128, 4, 3, 3)), dict(padding=1, groups=32), ("shift",) * 3),
-    (((8, 64, 28, 28), (64, 32, 3, 3)), dict(padding=1, groups=2), ("gather",) * 3),
+    (((8, 128, 28, 28), (128, 32, 3, 3)), dict(padding=1, groups=4),
+     ("shift", "shift", "gather")),
     # a depthwise kernel so long the unrolled sum is too: gather forward
     (((1, 4, 4096), (4, 1, 601)), dict(groups=4), ("gather", "gather", "shift")),
     # dense: 1x1 and small spatial are matmuls; 2-d and 1-d stay on XLA's convolution
