@@ -92,7 +92,11 @@ _DOC = """{rank_title} convolution with the semantics of ``torch.nn.functional.{
         input, then convolve without padding). On ``1234`` padded by 2:
         ``"zeros"`` ``00123400``, ``"reflect"`` ``32123432`` (pad < size),
         ``"replicate"`` ``11123444``, ``"circular"`` ``34123412`` (pad <= size).
-      impl: ``"auto"`` or a name from :func:`jaxconv.available_impls`.
+      impl: ``"auto"`` (each of the forward, input-gradient and weight-gradient
+        kernels from the impl measured fastest for this geometry and backend;
+        :func:`jaxconv.explain_auto` says which and why), a name from
+        :func:`jaxconv.available_impls`, or a ``(forward, input_grad,
+        weight_grad)`` tuple of names.
       precision: passed to the XLA dot/conv: ``None``, a ``jax.lax.Precision``,
         ``"default"``, ``"high"`` or ``"highest"``.
       autodiff: ``"custom"`` (default): reverse mode (``jax.grad``, ``vjp``, of

@@ -72,7 +72,11 @@ _DOC = """{rank_title} transposed convolution with the semantics of
         input sizes that a stride-``s`` convolution maps to the same output size.
       groups: >= 1, divides ``C_in`` (and ``C_out = weight.shape[1] * groups``).
       dilation: int or tuple, >= 1.
-      impl: ``"auto"`` or a name from :func:`jaxconv.available_impls`.
+      impl: ``"auto"`` (each of the forward, input-gradient and weight-gradient
+        kernels from the impl measured fastest for this geometry and backend;
+        :func:`jaxconv.explain_auto` says which and why), a name from
+        :func:`jaxconv.available_impls`, or a ``(forward, input_grad,
+        weight_grad)`` tuple of names.
       precision: passed to XLA, as in :func:`jaxconv.conv`.
       autodiff: ``"custom"`` (hand-written reverse rules) or ``"jax"``, as in
         :func:`jaxconv.conv`.
