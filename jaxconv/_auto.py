@@ -86,16 +86,16 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
     if groups > 1:
         why = (f"{groups} groups of {group_in} channels: one matmul per tap, batched over "
                "groups (XLA's grouped convolutions are slow on CPU)")
-        why_w = (f"{groups} groups of {group_in} channels: im2col + one batched matmul "
-                 "(XLA's grouped weight gradient is 30x slower)")
-        return AutoChoice("shift", "shift", "gather", (why, why, why_w))
+        return AutoChoice("shift", "shift", "shift", (why,) * 3)
     if taps == 1:
-        why = "1x1 kernel: a matmul over channels (im2col is the input itself)"
-        return AutoChoice("gather", "gather", "gather", (why,) * 3)
+        why = "1x1 kernel: one matmul over channels"
+        return AutoChoice("shift", "gather", "gather", (
+            why + " (shift: no patch tensor)", why + " (gather)", why + " (gather)"))
     if out_positions <= SMALL_SPATIAL:
         why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}): "
                "im2col + one matmul")
-        return AutoChoice("gather", "gather", "gather", (why,) * 3)
+        return AutoChoice("gather", "shift", "gather", (
+            why, f"{out_positions} output positions per sample: one matmul per tap", why))
     if spec.rank >= 3:
         return AutoChoice("fold", "fold", "fold", (
             f"{spec.rank}-d: one 2-d XLA convolution, the leading axis folded into batch "

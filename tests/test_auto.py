@@ -21,15 +21,14 @@ IMPLS = jaxconv.available_impls()
     # depthwise (and channel multiplier 2): shift for all three kernels
     (((8, 128, 56, 56), (128, 1, 3, 3)), dict(padding=1, groups=128), ("shift",) * 3),
     (((8, 64, 56, 56), (128, 1, 3, 3)), dict(stride=2, padding=1, groups=64), ("shift",) * 3),
-    # 32 groups of 4 channels: shift; 4 groups of 32: shift's per-tap matmuls, gather's W
+    # 32 groups of 4 channels: shift; 4 groups of 32: shift's per-tap matmuls
     (((8, 128, 28, 28), (128, 4, 3, 3)), dict(padding=1, groups=32), ("shift",) * 3),
-    (((8, 128, 28, 28), (128, 32, 3, 3)), dict(padding=1, groups=4),
-     ("shift", "shift", "gather")),
+    (((8, 128, 28, 28), (128, 32, 3, 3)), dict(padding=1, groups=4), ("shift",) * 3),
     # a depthwise kernel so long the unrolled sum is too: gather forward
     (((1, 4, 4096), (4, 1, 601)), dict(groups=4), ("gather", "gather", "shift")),
     # dense: 1x1 and small spatial are matmuls; 2-d and 1-d stay on XLA's convolution
-    (((8, 256, 28, 28), (256, 256, 1, 1)), {}, ("gather",) * 3),
-    (((8, 512, 4, 4), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
+    (((8, 256, 28, 28), (256, 256, 1, 1)), {}, ("shift", "gather", "gather")),
+    (((8, 512, 4, 4), (512, 512, 3, 3)), dict(padding=1), ("gather", "shift", "gather")),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
     (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
     # a strided stem with 3 input channels: its input gradient in stride phases

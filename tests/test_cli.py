@@ -42,7 +42,7 @@ def test_explain_prints_the_rule_per_kernel(capsys):
     assert main(["bench", "--explain", "--layers", "depthwise_3x3", "pointwise_1x1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"depthwise_3x3\s+forward\s+shift\s+128 groups of 1 input channels", out)
-    assert re.search(r"pointwise_1x1\s+weight_grad\s+gather\s+1x1 kernel", out)
+    assert re.search(r"pointwise_1x1\s+forward\s+shift\s+1x1 kernel", out)
 
 
 def test_timed_run_writes_table_and_files(tmp_path, capsys):
