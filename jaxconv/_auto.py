@@ -61,17 +61,21 @@ class AutoChoice:
 def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
            backend: str) -> AutoChoice:
     """The kernels auto runs for the convolution of `spec` on `input_shape`
-    ``(N, C_in, *S)`` (before mode padding) with `weight_shape` on `backend`."""
+    ``(N, C_in, *S)`` (before mode padding) with `weight_shape` on `backend`.
+
+    `dtype` is part of the decision's inputs but no rule uses it yet: the rules
+    were measured in float32 only."""
     if backend != "cpu":
         why = f"backend {backend!r}: lax (no measurement on this backend says otherwise)"
         return AutoChoice("lax", "lax", "lax", (why,) * 3)
     out_channels, group_in, *kernel = weight_shape
     groups, taps = spec.groups, math.prod(kernel)
     group_out = out_channels // groups
-    padded = [n + lo + hi for n, (lo, hi) in zip(input_shape[2:], spec.padding, strict=True)]
-    out_positions = math.prod(
-        (p - d * (k - 1) - 1) // s + 1
-        for p, k, d, s in zip(padded, kernel, spec.dilation, spec.stride, strict=True))
+    mode_padded = [n + lo + hi for n, (lo, hi) in zip(input_shape[2:], spec.mode_padding,
+                                                      strict=True)]
+    out_positions = math.prod(spec.output_spatial(mode_padded, kernel))
+    strided = any(s > 1 for s in spec.stride)
+    phases = all(s == 1 or d == 1 for s, d in zip(spec.stride, spec.dilation, strict=True))
 
     if groups > 1 and group_in <= SHIFT_MAX_GROUP_IN:
         why = (f"{groups} groups of {group_in} input channels (<= {SHIFT_MAX_GROUP_IN}): "
@@ -97,15 +101,15 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         return AutoChoice("gather", "shift", "gather", (
             why, f"{out_positions} output positions per sample: one matmul per tap", why))
     if spec.rank >= 3:
+        t_how = ("folded to 2-d" if not strided else
+                 "stride phases, each folded to 2-d" if phases else
+                 "strided and dilated on one axis: XLA's convolution (fold = lax)")
         return AutoChoice("fold", "fold", "fold", (
             f"{spec.rank}-d: one 2-d XLA convolution, the leading axis folded into batch "
             "and channels (XLA's CPU convolution is fast in 2-d only)",
-            f"{spec.rank}-d input gradient: " + ("folded to 2-d" if all(
-                s == 1 for s in spec.stride) else "strided: XLA's convolution (fold = lax)"),
-            f"{spec.rank}-d weight gradient: one matmul per tap over batch and positions"))
+            f"{spec.rank}-d input gradient: {t_how}",
+            f"{spec.rank}-d weight gradient: the folded 2-d convolution's, read back"))
     why = "dense convolution: XLA's CPU convolution"
-    strided = any(s > 1 for s in spec.stride)
-    phases = all(s == 1 or d == 1 for s, d in zip(spec.stride, spec.dilation, strict=True))
     if strided and phases and group_in <= PHASES_MAX_IN:
         return AutoChoice("lax", "fold", "lax", (why, (
             f"strided, {group_in} input channels (<= {PHASES_MAX_IN}): stride phases, each a "
@@ -129,6 +133,11 @@ def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
     choices = ("auto", *available_impls())
     raise _fail(ValueError, fn, f"`impl` must be one of {choices}, or a (forward, input_grad, "
                 f"weight_grad) tuple of those impls, got impl={impl!r}.")
+
+
+def shape_stand_in(shape, dtype: Any = np.float32) -> np.ndarray:
+    """A zero-byte array of `shape` (a broadcast scalar), for validating shapes."""
+    return np.broadcast_to(np.zeros((), dtype), tuple(shape))
 
 
 def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
@@ -156,8 +165,7 @@ def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
       ValueError, TypeError: as the call would.
     """
     dt = np.dtype(jax.numpy.dtype(dtype))
-    x = np.broadcast_to(np.zeros((), dt), tuple(input_shape))
-    w = np.broadcast_to(np.zeros((), dt), tuple(weight_shape))
+    x, w = shape_stand_in(input_shape, dt), shape_stand_in(weight_shape, dt)
     backend = jax.default_backend() if backend is None else backend
     if transpose:
         spec, _, _, conv_input_shape = conv_transpose_spec(

@@ -13,14 +13,16 @@ Timings are medians of ``repeats`` runs after a warm-up, with the JAX variants
 of a layer run *interleaved*, so a slow phase of a shared machine hits them all
 alike: each round visits them in a fresh random order, and each visit makes one
 untimed call before the timed one (a variant that follows a memory-heavy one
-otherwise runs up to 40% slower: identical programs differed that much). PyTorch is timed right after them, in a block of its own:
-its OpenMP threads spin for a while after each call and would slow whatever
-JAX runs next. Forward+backward is ``value_and_grad`` of
+otherwise runs up to 40% slower: identical programs differed that much).
+PyTorch is timed right after them, in a block of its own: its OpenMP threads
+spin for a while after each call and would slow whatever JAX runs next.
+Forward+backward is ``value_and_grad`` of
 ``<conv(x, w, b), ct>`` w.r.t. x, w and b, with the cotangent ``ct`` a random
 array passed in as an argument (the value keeps the forward in the program; a
 constant cotangent would let XLA specialise the backward on it). PyTorch's is
-``module(x).backward(ct)`` with the same ``ct``. Compile time is that of the forward+backward program; peak memory is
-XLA's planned argument + output + temporary bytes for it.
+``module(x).backward(ct)`` with the same ``ct``. Compile time is that of the
+forward+backward program; peak memory is XLA's planned argument + output +
+temporary bytes for it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 
 from jaxconv import _auto, _registry
 from jaxconv._conv import conv
+from jaxconv._padding import pad_trailing
 from jaxconv._spec import conv_spec
 
 
@@ -140,13 +143,10 @@ def parse_layer(text: str) -> Layer:
         raise ValueError(f"jaxconv bench: {rank}-d layer needs {rank} spatial sizes, got "
                          f"{fields['spatial']} in {text!r}.")
     layer = Layer(rank=rank, **fields)
-    conv_spec("bench", _shape_array(layer.input_shape), _shape_array(layer.weight_shape), None,
-              layer.stride, layer.padding, layer.dilation, layer.groups, layer.mode, None)
+    conv_spec("bench", _auto.shape_stand_in(layer.input_shape),
+              _auto.shape_stand_in(layer.weight_shape), None, layer.stride, layer.padding,
+              layer.dilation, layer.groups, layer.mode, None)
     return layer
-
-
-def _shape_array(shape: Sequence[int]) -> np.ndarray:
-    return np.broadcast_to(np.zeros((), np.float32), tuple(shape))
 
 
 def layer_arrays(layer: Layer, seed: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -298,8 +298,6 @@ def bench_kernels(layer: Layer, impls: Sequence[str], repeats: int = 5) -> dict[
     x, w, _ = layer_arrays(layer)
     spec, _ = conv_spec("bench", x, w, None, layer.stride, layer.padding, layer.dilation,
                         layer.groups, layer.mode, None)
-    from jaxconv._padding import pad_trailing
-
     xp = pad_trailing(x, spec.mode_padding, spec.padding_mode)
     out_spatial = spec.output_spatial(xp.shape[2:], w.shape[2:])
     g = jnp.ones((layer.n, layer.c_out, *out_spatial), x.dtype)

@@ -147,7 +147,7 @@ def test_mixed_kernels_in_conv_transpose(torch, triple):
 @pytest.mark.parametrize("impl", [("lax", "gather"), ("lax", "gather", "nope"), ["lax"] * 3, 3])
 def test_bad_impl_tuples_are_rejected(impl):
     with pytest.raises(ValueError, match=re.escape(
-            "jaxconv.conv1d: `impl` must be one of ('auto', 'lax', 'gather', 'shift', 'fold'), or a "
-            "(forward, input_grad, weight_grad) tuple of those impls, got "
+            "jaxconv.conv1d: `impl` must be one of ('auto', 'lax', 'gather', 'shift', "
+            "'fold'), or a (forward, input_grad, weight_grad) tuple of those impls, got "
             f"impl={impl!r}.")):
         jaxconv.conv1d(np.ones((1, 1, 4)), np.ones((1, 1, 2)), impl=impl)

@@ -110,8 +110,11 @@ def run(args) -> int:
               f"median of {args.repeats} interleaved runs after a warm-up."]
     print(out_md[0])
     if args.explain:
-        rows = [[name, k, *_choice_row(layer, i)] for name, layer in layers.items()
-                for i, k in enumerate(KERNELS)]
+        rows = []
+        for name, layer in layers.items():
+            choice = B.auto_choice(layer)
+            rows += [[name, k, i, why] for k, i, why in zip(KERNELS, choice.impls,
+                                                             choice.reasons, strict=True)]
         text, md = _table(["layer", "kernel", "auto picks", "why"], rows)
         print(text)
         _write_markdown(args.markdown, out_md + [md])
@@ -121,11 +124,6 @@ def run(args) -> int:
     if args.per_example:
         return _run_per_example(args, impls, out_md)
     return _run_layers(args, layers, impls, out_md)
-
-
-def _choice_row(layer: B.Layer, i: int) -> list[str]:
-    choice = B.auto_choice(layer)
-    return [choice.impls[i], choice.reasons[i]]
 
 
 def _run_kernels(args, layers, impls, out_md) -> int:

@@ -1,10 +1,23 @@
-"""Workarounds for XLA's CPU compiler that the impls share, each with its measurement."""
+"""What the impls share: dtype and grouping helpers, and workarounds for XLA's CPU
+compiler, each with its measurement."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+
+def accumulation_dtype(dtype: Any) -> jnp.dtype:
+    """float32 for half types (float16, bfloat16), else the dtype itself."""
+    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
+
+
+def split_groups(a: jax.Array, axis: int, groups: int) -> jax.Array:
+    """Split axis `axis` of size C into ``(groups, C // groups)``."""
+    return a.reshape(*a.shape[:axis], groups, a.shape[axis] // groups, *a.shape[axis + 1:])
 
 
 def fusion_fence(y: jax.Array) -> jax.Array:

@@ -104,11 +104,7 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
         return lax_impl.input_grad(g, w, spec, in_spatial)
     if spec.rank <= 2:
         return lax_impl.input_grad(g, w, spec, in_spatial)
-    pads = lax_impl.input_grad_padding(spec, in_spatial, w.shape[2:], g.shape[2:])
-    transposed = ConvSpec(rank=spec.rank, stride=spec.stride, padding=pads,
-                          dilation=spec.dilation, groups=spec.groups, impl="fold",
-                          precision=spec.precision)
-    return forward(g, lax_impl.group_transpose_kernel(w, spec.groups), transposed)
+    return lax_impl.input_grad_as_forward(forward, g, w, spec, in_spatial)
 
 
 def _input_grad_by_phases(g: jax.Array, w: jax.Array, spec: ConvSpec,

@@ -52,6 +52,7 @@ from jax import lax
 
 from jaxconv._registry import Impl, register_impl
 from jaxconv._spec import ConvSpec, Pairs, as_int
+from jaxconv.impls._xla import accumulation_dtype, split_groups
 
 _DEFAULT_MEMORY_BUDGET = 256 * 2**20
 _memory_budget = _DEFAULT_MEMORY_BUDGET
@@ -167,25 +168,15 @@ def _patch_labels(rank: int) -> list[int]:
     return [_BATCH, _GROUP, _IN, *(label for pair in pairs for label in pair)]
 
 
-def _grouped(a: jax.Array, axis: int, groups: int) -> jax.Array:
-    """Split axis `axis` of size C into ``(groups, C // groups)``."""
-    return a.reshape(*a.shape[:axis], groups, a.shape[axis] // groups, *a.shape[axis + 1:])
-
-
 def _ungrouped(a: jax.Array, axis: int) -> jax.Array:
     """Merge axes `axis`, `axis + 1` (group, channel in group) back into one."""
     return a.reshape(*a.shape[:axis], a.shape[axis] * a.shape[axis + 1], *a.shape[axis + 2:])
 
 
-def _accumulation_dtype(dtype: Any) -> Any:
-    """float32 for half types, else the dtype itself."""
-    return jnp.float32 if jnp.dtype(dtype).itemsize < 4 else dtype
-
-
 def _einsum(spec: ConvSpec, *operands_and_labels: Any) -> jax.Array:
     dtype = operands_and_labels[0].dtype
     return jnp.einsum(*operands_and_labels, precision=spec.precision,
-                      preferred_element_type=_accumulation_dtype(dtype))
+                      preferred_element_type=accumulation_dtype(dtype))
 
 
 # --- batch chunking under the memory budget -------------------------------------------------
@@ -247,7 +238,7 @@ def _sum_batch(f: Callable[..., jax.Array], arrays: Sequence[jax.Array],
 
 def _grouped_patches(x: jax.Array, spec: ConvSpec, indices) -> jax.Array:
     """``(N, G, C/G, P₁, K₁, …)``: zero-pad, im2col, split channels into groups."""
-    return _grouped(im2col(_zero_pad(x, spec.zero_padding), indices), 1, spec.groups)
+    return split_groups(im2col(_zero_pad(x, spec.zero_padding), indices), 1, spec.groups)
 
 
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
@@ -256,7 +247,7 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     padded = _padded_spatial(x.shape[2:], spec.zero_padding)
     out_spatial = spec.output_spatial(x.shape[2:], kernel)
     indices = _axis_indices(spec, out_spatial, kernel)
-    wg = _grouped(w, 0, spec.groups)  # (G, O/G, C/G, *K)
+    wg = split_groups(w, 0, spec.groups)  # (G, O/G, C/G, *K)
 
     def chunk_forward(xc: jax.Array) -> jax.Array:
         y = _einsum(spec, _grouped_patches(xc, spec, indices), _patch_labels(rank),
@@ -275,10 +266,10 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
     assert all(p <= q for p, q in zip(out_spatial, spec.output_spatial(in_spatial, kernel),
                                       strict=True))
     indices = _axis_indices(spec, out_spatial, kernel)
-    wg = _grouped(w, 0, spec.groups)
+    wg = split_groups(w, 0, spec.groups)
 
     def chunk_input_grad(gc: jax.Array) -> jax.Array:
-        dpatches = _einsum(spec, _grouped(gc, 1, spec.groups),
+        dpatches = _einsum(spec, split_groups(gc, 1, spec.groups),
                            [_BATCH, _GROUP, _OUT, *_out_labels(rank)],
                            wg, [_GROUP, _OUT, _IN, *_tap_labels(rank)],
                            _patch_labels(rank))
@@ -286,7 +277,7 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
         return _crop(dxp, spec.zero_padding).astype(g.dtype)
 
     channels = w.shape[1] * spec.groups
-    chunk = _chunk_size(channels, padded, out_spatial, kernel, _accumulation_dtype(g.dtype))
+    chunk = _chunk_size(channels, padded, out_spatial, kernel, accumulation_dtype(g.dtype))
     return _map_batch(chunk_input_grad, (g,), chunk)
 
 
@@ -299,7 +290,7 @@ def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array
     indices = _axis_indices(spec, out_spatial, kernel)
 
     def chunk_weight_grad(xc: jax.Array, gc: jax.Array) -> jax.Array:
-        dw = _einsum(spec, _grouped(gc, 1, spec.groups),
+        dw = _einsum(spec, split_groups(gc, 1, spec.groups),
                      [_BATCH, _GROUP, _OUT, *_out_labels(rank)],
                      _grouped_patches(xc, spec, indices), _patch_labels(rank),
                      [_GROUP, _OUT, _IN, *_tap_labels(rank)])

@@ -42,6 +42,8 @@ applies by position, so in the gradient kernels it governs ``(g, w)`` and
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -115,6 +117,18 @@ def weight_grad_padding(spec: ConvSpec, in_spatial, kernel, out_spatial):
             strict=True,
         )
     )
+
+
+def input_grad_as_forward(forward, g: jnp.ndarray, w: jnp.ndarray, spec: ConvSpec,
+                          in_spatial) -> jnp.ndarray:
+    """A stride-1 input gradient through a forward kernel: the correlation of ``g``
+    with the flipped, group-transposed kernel and :func:`input_grad_padding`
+    (negative pads crop), as derived in the module docstring. For impls whose
+    forward is faster than their own way of scattering taps back."""
+    assert all(s == 1 for s in spec.stride), spec.stride
+    pads = input_grad_padding(spec, in_spatial, w.shape[2:], g.shape[2:])
+    transposed = dataclasses.replace(spec, padding=pads, padding_mode="zeros")
+    return forward(g, group_transpose_kernel(w, spec.groups), transposed)
 
 
 def input_grad(g: jnp.ndarray, w: jnp.ndarray, spec: ConvSpec, in_spatial) -> jnp.ndarray:

@@ -75,8 +75,8 @@ from jax import lax
 
 from jaxconv._registry import Impl, register_impl
 from jaxconv._spec import ConvSpec
-from jaxconv.impls._xla import fusion_fence
-from jaxconv.impls.lax import group_transpose_kernel, input_grad_padding
+from jaxconv.impls._xla import accumulation_dtype, fusion_fence, split_groups
+from jaxconv.impls.lax import input_grad_as_forward
 
 # Channel sums longer than this are one dot_general per tap instead of unrolled
 # broadcast multiply-adds (which XLA fuses, but compiles slowly when long).
@@ -86,10 +86,6 @@ UNROLL_MAX = 16
 REDUCE_MAX = 256
 # Depthwise forwards with at most this many taps pad each window inside the fused loop.
 WINDOW_PAD_MAX = 16
-
-
-def _accumulation_dtype(dtype) -> jnp.dtype:
-    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
 
 
 def _taps(kernel: Sequence[int]):
@@ -137,21 +133,17 @@ def _padded(x: jax.Array, spec: ConvSpec, per_window: bool) -> tuple[jax.Array, 
     return xp, dataclasses.replace(spec, padding=((0, 0),) * spec.rank)
 
 
-def _split(a: jax.Array, groups: int, axis: int) -> jax.Array:
-    return a.reshape(*a.shape[:axis], groups, a.shape[axis] // groups, *a.shape[axis + 1:])
-
-
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     """``y = Σ_{k,c} w[:, :, c, k] · X_k[:, :, c]``: ``(N, C_in, *S) -> (N, C_out, *P)``."""
     n, groups, rank = x.shape[0], spec.groups, spec.rank
     out_channels, group_in, *kernel = w.shape
-    acc = _accumulation_dtype(x.dtype)
+    acc = accumulation_dtype(x.dtype)
     out_spatial = spec.output_spatial(x.shape[2:], kernel)
     # A window read by several channels' terms is materialised with its pad: pad
     # per window only where each window has one reader (depthwise).
     xp, spec_p = _padded(x, spec, math.prod(kernel) <= WINDOW_PAD_MAX and group_in == 1)
-    xp = _split(xp, groups, 1).astype(acc)  # (N, G, Cg, *S)
-    wg = _split(w, groups, 0).astype(acc)  # (G, M, Cg, *K)
+    xp = split_groups(xp, 1, groups).astype(acc)  # (N, G, Cg, *S)
+    wg = split_groups(w, 0, groups).astype(acc)  # (G, M, Cg, *K)
     y = None
     for tap in _taps(kernel):
         xs = _window(xp, tap, spec_p, out_spatial)  # (N, G, Cg, *P)
@@ -174,10 +166,10 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
     out_channels, group_in, *kernel = w.shape
     positions = g.shape[2:]
     if all(s == 1 for s in spec.stride):
-        return _input_grad_stride_one(g, w, spec, in_spatial)
-    acc = _accumulation_dtype(g.dtype)
-    gg = _split(g, groups, 1).astype(acc)  # (N, G, M, *P)
-    wg = _split(w, groups, 0).astype(acc)  # (G, M, Cg, *K)
+        return input_grad_as_forward(forward, g, w, spec, in_spatial)
+    acc = accumulation_dtype(g.dtype)
+    gg = split_groups(g, 1, groups).astype(acc)  # (N, G, M, *P)
+    wg = split_groups(w, 0, groups).astype(acc)  # (G, M, Cg, *K)
     zero = jnp.zeros((), acc)
     dx = None
     for tap in _taps(kernel):
@@ -201,27 +193,14 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
     return fusion_fence(dx.reshape(n, group_in * groups, *in_spatial).astype(g.dtype))
 
 
-def _input_grad_stride_one(g: jax.Array, w: jax.Array, spec: ConvSpec,
-                           in_spatial) -> jax.Array:
-    """Stride 1: ``dx`` is the forward correlation of ``g`` with the flipped,
-    group-transposed kernel, padded by ``(d(K-1) - lo, n - 1 + lo - (P - 1))`` (the
-    lax impl's input-gradient padding; negative pads crop)."""
-    kernel = w.shape[2:]
-    pads = input_grad_padding(spec, in_spatial, kernel, g.shape[2:])
-    transposed = ConvSpec(rank=spec.rank, stride=spec.stride, padding=pads,
-                          dilation=spec.dilation, groups=spec.groups, impl="shift",
-                          precision=spec.precision)
-    return forward(g, group_transpose_kernel(w, spec.groups), transposed)
-
-
 def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array:
     """``dw[g, m, c, k] = Σ_{n,p} g[n, g, m, p] · X_k[n, g, c, p]``: ``-> (C_out, Cg, *K)``."""
     groups, rank = spec.groups, spec.rank
-    acc = _accumulation_dtype(x.dtype)
+    acc = accumulation_dtype(x.dtype)
     positions = g.shape[2:]
     xp, spec = _padded(x, spec, False)
-    xp = _split(xp, groups, 1)  # (N, G, Cg, *S)
-    gg = _split(g, groups, 1)
+    xp = split_groups(xp, 1, groups)  # (N, G, Cg, *S)
+    gg = split_groups(g, 1, groups)
     group_out, group_in = gg.shape[2], xp.shape[2]
     taps = list(_taps(kernel))
     if len(taps) * group_out * group_in <= REDUCE_MAX:
