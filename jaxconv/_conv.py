@@ -85,7 +85,9 @@ _DOC = """{rank_title} convolution with the semantics of ``torch.nn.functional.{
       padding: int or tuple (the same amount on both sides of each axis), or
         ``"valid"`` (none) or ``"same"`` (output size = input size; the total
         ``dilation * (k - 1)`` is split with the odd extra on the high side;
-        needs stride 1).
+        needs stride 1). Beyond PyTorch, a tuple item may also be a
+        ``(low, high)`` pair, e.g. ``((0, 1), (2, 2))``; for 1-d write
+        ``((low, high),)``.
       dilation: int or tuple, >= 1.
       groups: >= 1, divides ``C_in`` and ``C_out``; ``groups == C_in`` is depthwise.
       padding_mode: how the padding is filled, as ``nn.ConvNd`` does it (pad the

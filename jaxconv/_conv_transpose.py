@@ -67,6 +67,8 @@ _DOC = """{rank_title} transposed convolution with the semantics of
       stride: int or tuple, >= 1.
       padding: int or tuple, >= 0: ``dilation * (kernel - 1) - padding`` zeros are
         implicitly added on both sides (it crops ``padding`` from the full output).
+        Beyond PyTorch, a tuple item may be a ``(low, high)`` pair: crop ``low``
+        at the start and ``high`` at the end of that axis.
       output_padding: int or tuple, >= 0, smaller than stride or dilation on each
         axis: extra size on the high side of the output, to pick one of the
         input sizes that a stride-``s`` convolution maps to the same output size.
@@ -87,7 +89,7 @@ _DOC = """{rank_title} transposed convolution with the semantics of
 
     Shape:
       ``out = (in - 1) * stride - 2 * padding + dilation * (kernel - 1)
-      + output_padding + 1``.
+      + output_padding + 1`` (``- low - high`` for a pair).
 
     Raises:
       TypeError: an argument of the wrong kind or dtype.

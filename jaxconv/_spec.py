@@ -186,7 +186,50 @@ def canonical_padding(
             fn,
             f"`padding` string must be one of {PADDING_STRINGS}, got padding={padding!r}.",
         )
-    return tuple((p, p) for p in non_negative_tuple(fn, "padding", padding, rank))
+    return padding_pairs(fn, padding, rank)
+
+
+def padding_pairs(fn: str, padding: Any, rank: int) -> Pairs:
+    """An int, or one item per spatial axis: an int (both sides, as in PyTorch) or a
+    ``(low, high)`` pair (beyond PyTorch); every pad >= 0."""
+    if not isinstance(padding, Sequence) or isinstance(padding, str):
+        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)):
+            raise _fail(
+                TypeError,
+                fn,
+                f"`padding` must be an int, or a tuple of {rank} ints or (low, high) pairs, "
+                f"got {padding!r}.",
+            )
+        pairs = ((operator.index(padding),) * 2,) * rank
+    else:
+        items = tuple(padding)
+        if len(items) != rank:
+            hint = (" (one (low, high) pair for a 1-d convolution is written ((low, high),))"
+                    if rank == 1 and len(items) == 2 else "")
+            raise _fail(
+                ValueError,
+                fn,
+                f"`padding` must be an int, or a tuple of {rank} ints or (low, high) pairs "
+                f"for a {rank}-d convolution, got padding={padding!r} of length "
+                f"{len(items)}{hint}.",
+            )
+        pairs = []
+        for item in items:
+            if isinstance(item, Sequence) and not isinstance(item, str):
+                if len(item) != 2:
+                    raise _fail(
+                        ValueError,
+                        fn,
+                        f"each (low, high) pair in `padding` must hold 2 ints, got {item!r} "
+                        f"in padding={padding!r}.",
+                    )
+                pairs.append(tuple(as_int(fn, "padding", v) for v in item))
+            else:
+                pairs.append((as_int(fn, "padding", item),) * 2)
+        pairs = tuple(pairs)
+    if any(p < 0 for pair in pairs for p in pair):
+        raise _fail(ValueError, fn, f"`padding` must be non-negative, got padding={padding!r}.")
+    return pairs
 
 
 def canonical_precision(fn: str, precision: Any) -> Any:
@@ -355,6 +398,33 @@ def check_options(fn: str, rank: int, groups: Any, stride: Any, dilation: Any,
             check_autodiff(fn, autodiff))
 
 
+def channels_last_hint(input_shape: Sequence[int], weight_shape: Sequence[int], rank: int,
+                       groups: int, transpose: bool) -> str:
+    """When channel counts disagree, say so if the operands look channels-last (an NHWC
+    input, or an HWIO weight as flax and ``lax.conv_general_dilated`` use them)."""
+    in_ch = input_shape[-(rank + 1)]
+    spatial = "".join("DHW"[-rank:]) if rank <= 3 else "*spatial"
+    if transpose:  # weight (C_in, C_out // groups, *kernel); flax: (*kernel, C_in, C_out)
+        wants = weight_shape[0]
+        weight_last = weight_shape[-2] == in_ch
+        perm = (rank, rank + 1, *range(rank))
+        torch_layout = "(C_in, C_out // groups, *kernel)"
+        last_layout = "(*kernel, C_in, C_out)"
+    else:  # weight (C_out, C_in // groups, *kernel); lax/flax: (*kernel, C_in // groups, C_out)
+        wants = weight_shape[1] * groups
+        weight_last = weight_shape[-2] * groups == in_ch
+        perm = (rank + 1, rank, *range(rank))
+        torch_layout = "(C_out, C_in // groups, *kernel)"
+        last_layout = "(*kernel, C_in // groups, C_out)"
+    if input_shape[-1] == wants:
+        return (f" The input looks channels-last (N{spatial}C); jaxconv expects channels-first "
+                f"(NC{spatial}) like PyTorch: pass jnp.moveaxis(input, -1, {-(rank + 1)}).")
+    if weight_last:
+        return (f" The weight looks channels-last {last_layout} (as in flax and lax); jaxconv "
+                f"expects {torch_layout} like PyTorch: pass jnp.transpose(weight, {perm}).")
+    return ""
+
+
 def conv_spec(
     fn: str,
     input: Any,
@@ -395,12 +465,13 @@ def conv_spec(
             f"`groups` (={groups}).",
         )
     if ops.in_channels != group_in * groups:
+        hint = channels_last_hint(input.shape, ops.weight_shape, rank, groups, transpose=False)
         raise _fail(
             ValueError,
             fn,
             f"with groups={groups} and weight.shape={ops.weight_shape}, `input` must "
             f"have {group_in * groups} channels, got {ops.in_channels} "
-            f"(input.shape={tuple(input.shape)}).",
+            f"(input.shape={tuple(input.shape)}).{hint}",
         )
     check_bias(fn, bias, out_channels, "weight.shape[0]")
     if padding_mode != "zeros":
@@ -414,7 +485,8 @@ def conv_spec(
             fn,
             f"padded input size {padded} is smaller than the dilated kernel size "
             f"{extent} (kernel {tuple(kernel)}, dilation {dilation}); the kernel can't "
-            "be greater than the padded input.",
+            "be greater than the padded input."
+            + channels_last_hint(input.shape, ops.weight_shape, rank, groups, transpose=False),
         )
 
     spec = ConvSpec(rank=rank, stride=stride, padding=pads, dilation=dilation, groups=groups,
@@ -448,7 +520,7 @@ def conv_transpose_spec(
     in_channels, group_out = ops.weight_shape[:2]
     groups, stride, dilation, precision, autodiff = check_options(
         fn, rank, groups, stride, dilation, precision, autodiff)
-    pads = non_negative_tuple(fn, "padding", padding, rank)
+    pads = padding_pairs(fn, padding, rank)
     out_pads = non_negative_tuple(fn, "output_padding", output_padding, rank)
     if any(op >= s and op >= d for op, s, d in zip(out_pads, stride, dilation, strict=True)):
         raise _fail(
@@ -465,29 +537,30 @@ def conv_transpose_spec(
             f"`groups` (={groups}).",
         )
     if ops.in_channels != in_channels:
+        hint = channels_last_hint(input.shape, ops.weight_shape, rank, groups, transpose=True)
         raise _fail(
             ValueError,
             fn,
             f"weight.shape={ops.weight_shape} expects `input` with {in_channels} channels, "
-            f"got {ops.in_channels} (input.shape={tuple(input.shape)}).",
+            f"got {ops.in_channels} (input.shape={tuple(input.shape)}).{hint}",
         )
     out_channels = group_out * groups
     check_bias(fn, bias, out_channels, "weight.shape[1] * groups")
     out_spatial = tuple(
-        (n - 1) * s - 2 * p + d * (k - 1) + op + 1
-        for n, s, p, d, k, op in zip(in_spatial, stride, pads, dilation, kernel, out_pads,
-                                     strict=True)
+        (n - 1) * s - lo - hi + d * (k - 1) + op + 1
+        for n, s, (lo, hi), d, k, op in zip(in_spatial, stride, pads, dilation, kernel,
+                                            out_pads, strict=True)
     )
     if any(o <= 0 for o in out_spatial):
         raise _fail(
             ValueError,
             fn,
-            f"the output size (in - 1) * stride - 2 * padding + dilation * (kernel - 1) + "
+            f"the output size (in - 1) * stride - pad_low - pad_high + dilation * (kernel - 1) + "
             f"output_padding + 1 must be positive, got {out_spatial} for input size "
             f"{in_spatial}, padding {pads}.",
         )
-    spec = ConvSpec(rank=rank, stride=stride, padding=tuple((p, p) for p in pads),
-                    dilation=dilation, groups=groups, precision=precision, autodiff=autodiff)
+    spec = ConvSpec(rank=rank, stride=stride, padding=pads, dilation=dilation, groups=groups,
+                    precision=precision, autodiff=autodiff)
     batch = input.shape[:1] if ops.batched else (1,)
     conv_input_shape = (*batch, out_channels, *out_spatial)
     return spec, out_spatial, ops.batched, conv_input_shape

@@ -198,7 +198,8 @@ ERRORS = [
     ("padding-negative", dict(padding=-1), ValueError,
      "jaxconv.conv_transpose1d: `padding` must be non-negative, got padding=-1."),
     ("padding-string", dict(padding="same"), TypeError,
-     "jaxconv.conv_transpose1d: `padding` must be an int or a tuple of 1 ints, got 'same'."),
+     "jaxconv.conv_transpose1d: `padding` must be an int, or a tuple of 1 ints or (low, high) "
+     "pairs, got 'same'."),
     ("groups-divide", dict(groups=3), ValueError,
      "jaxconv.conv_transpose1d: in channels (weight.shape[0]=4) must be divisible by "
      "`groups` (=3)."),
@@ -210,9 +211,9 @@ ERRORS = [
      "jaxconv.conv_transpose1d: `dilation` must be an int or a tuple of 1 ints for a 1-d "
      "convolution, got dilation=(1, 1) of length 2."),
     ("output-size", dict(padding=4), ValueError,
-     "jaxconv.conv_transpose1d: the output size (in - 1) * stride - 2 * padding + dilation * "
-     "(kernel - 1) + output_padding + 1 must be positive, got (-1,) for input size (5,), "
-     "padding (4,)."),
+     "jaxconv.conv_transpose1d: the output size (in - 1) * stride - pad_low - pad_high + "
+     "dilation * (kernel - 1) + output_padding + 1 must be positive, got (-1,) for input size "
+     "(5,), padding ((4, 4),)."),
     ("bias-shape", dict(bias=np.zeros(4, np.float32)), ValueError,
      "jaxconv.conv_transpose1d: `bias` must have shape (3,) to match weight.shape[1] * groups, "
      "got bias.shape=(4,)."),

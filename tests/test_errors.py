@@ -65,9 +65,55 @@ CONV_ERRORS = [
     ("padding-negative", lambda: jaxconv.conv1d(X1, W1G1, padding=-1), ValueError,
      "jaxconv.conv1d: `padding` must be non-negative, got padding=-1."),
     ("padding-float", lambda: jaxconv.conv1d(X1, W1G1, padding=0.5), TypeError,
-     "jaxconv.conv1d: `padding` must be an int or a tuple of 1 ints, got 0.5."),
+     "jaxconv.conv1d: `padding` must be an int, or a tuple of 1 ints or (low, high) pairs, "
+     "got 0.5."),
     ("padding-tuple-float", lambda: jaxconv.conv1d(X1, W1G1, padding=(0.5,)), TypeError,
      "jaxconv.conv1d: `padding` must be an int, got 0.5."),
+    ("padding-pair-length", lambda: jaxconv.conv1d(X1, W1G1, padding=((1, 2, 3),)), ValueError,
+     "jaxconv.conv1d: each (low, high) pair in `padding` must hold 2 ints, got (1, 2, 3) in "
+     "padding=((1, 2, 3),)."),
+    ("padding-pair-negative", lambda: jaxconv.conv1d(X1, W1G1, padding=((1, -1),)), ValueError,
+     "jaxconv.conv1d: `padding` must be non-negative, got padding=((1, -1),)."),
+    ("padding-pair-float", lambda: jaxconv.conv1d(X1, W1G1, padding=((1, 0.5),)), TypeError,
+     "jaxconv.conv1d: `padding` must be an int, got 0.5."),
+    ("padding-1d-pair-hint", lambda: jaxconv.conv1d(X1, W1G1, padding=(1, 2)), ValueError,
+     "jaxconv.conv1d: `padding` must be an int, or a tuple of 1 ints or (low, high) pairs for "
+     "a 1-d convolution, got padding=(1, 2) of length 2 (one (low, high) pair for a 1-d "
+     "convolution is written ((low, high),))."),
+    ("input-channels-last", lambda: jaxconv.conv2d(np.zeros((2, 8, 8, 4), np.float32),
+                                                   np.zeros((6, 4, 3, 3), np.float32)),
+     ValueError,
+     "jaxconv.conv2d: with groups=1 and weight.shape=(6, 4, 3, 3), `input` must have 4 "
+     "channels, got 8 (input.shape=(2, 8, 8, 4)). The input looks channels-last (NHWC); "
+     "jaxconv expects channels-first (NCHW) like PyTorch: pass jnp.moveaxis(input, -1, -3)."),
+    ("weight-channels-last", lambda: jaxconv.conv2d(np.zeros((2, 16, 8, 8), np.float32),
+                                                    np.zeros((3, 3, 16, 32), np.float32)),
+     ValueError,
+     "jaxconv.conv2d: with groups=1 and weight.shape=(3, 3, 16, 32), `input` must have 3 "
+     "channels, got 16 (input.shape=(2, 16, 8, 8)). The weight looks channels-last (*kernel, "
+     "C_in // groups, C_out) (as in flax and lax); jaxconv expects (C_out, C_in // groups, "
+     "*kernel) like PyTorch: pass jnp.transpose(weight, (3, 2, 0, 1))."),
+    ("weight-channels-last-kernel", lambda: jaxconv.conv2d(np.zeros((2, 3, 8, 8), np.float32),
+                                                           np.zeros((3, 3, 3, 16), np.float32)),
+     ValueError,
+     "the kernel can't be greater than the padded input. The weight looks channels-last "
+     "(*kernel, C_in // groups, C_out) (as in flax and lax); jaxconv expects (C_out, "
+     "C_in // groups, *kernel) like PyTorch: pass jnp.transpose(weight, (3, 2, 0, 1))."),
+    ("transpose-input-channels-last",
+     lambda: jaxconv.conv_transpose3d(np.zeros((1, 4, 4, 4, 6), np.float32),
+                                      np.zeros((6, 2, 3, 3, 3), np.float32)),
+     ValueError,
+     "jaxconv.conv_transpose3d: weight.shape=(6, 2, 3, 3, 3) expects `input` with 6 channels, "
+     "got 4 (input.shape=(1, 4, 4, 4, 6)). The input looks channels-last (NDHWC); jaxconv "
+     "expects channels-first (NCDHW) like PyTorch: pass jnp.moveaxis(input, -1, -4)."),
+    ("transpose-weight-channels-last",
+     lambda: jaxconv.conv_transpose1d(np.zeros((2, 16, 8), np.float32),
+                                      np.zeros((3, 16, 4), np.float32)),
+     ValueError,
+     "jaxconv.conv_transpose1d: weight.shape=(3, 16, 4) expects `input` with 3 channels, got "
+     "16 (input.shape=(2, 16, 8)). The weight looks channels-last (*kernel, C_in, C_out) (as in "
+     "flax and lax); jaxconv expects (C_in, C_out // groups, *kernel) like PyTorch: pass "
+     "jnp.transpose(weight, (1, 2, 0))."),
     ("padding-string", lambda: jaxconv.conv1d(X1, W1G1, padding="full"), ValueError,
      "jaxconv.conv1d: `padding` string must be one of ('same', 'valid'), got padding='full'."),
     ("same-strided", lambda: jaxconv.conv1d(X1, W1G1, padding="same", stride=2), ValueError,
@@ -138,7 +184,8 @@ def test_unknown_impl_lists_every_choice():
     (jaxconv.conv1d, X1, W1G1, dict(padding=5, padding_mode="reflect"),
      "reflect padding (5, 5) at dimension 2 must be less than that input size (5)"),
     (jaxconv.conv2d, np.zeros((1, 4, 5, 5)), np.zeros((2, 4, 3, 3)), dict(padding=(1,)),
-     "`padding` must be an int or a tuple of 2 ints for a 2-d convolution"),
+     "`padding` must be an int, or a tuple of 2 ints or (low, high) pairs for a 2-d "
+     "convolution"),
     (jaxconv.conv1d, X1, np.zeros((6, 4, 7), np.float32), {},
      "the kernel can't be greater than the padded input."),
     (jaxconv.conv_transpose1d, X1, np.zeros((4, 3, 3), np.float32),
