@@ -17,6 +17,9 @@ from jaxconv._registry import Impl, available_impls, get_impl, register_impl
 from jaxconv._spec import ConvSpec
 from jaxconv.impls.gather import get_memory_budget, set_memory_budget
 
+# isort: split
+from jaxconv import nn
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "explain_auto",
     "get_impl",
     "get_memory_budget",
+    "nn",
     "pad",
     "register_impl",
     "set_memory_budget",

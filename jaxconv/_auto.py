@@ -120,16 +120,23 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
 def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
                  dtype: Any) -> ConvSpec:
     """`spec` with ``impl`` set: the named impl, or auto's per-kernel choice."""
+    impl = check_impl(fn, impl)
     if impl == "auto":
-        choice = choose(spec, tuple(input_shape), tuple(weight_shape), dtype,
-                        jax.default_backend())
-        names = choice.impls
-        return dataclasses.replace(spec, impl=names[0] if len(set(names)) == 1 else names)
-    if isinstance(impl, str) and impl in available_impls():
-        return dataclasses.replace(spec, impl=impl)
+        impl = choose(spec, tuple(input_shape), tuple(weight_shape), dtype,
+                      jax.default_backend()).impls
+    elif isinstance(impl, str):
+        impl = (impl,) * 3
+    return dataclasses.replace(spec, impl=impl[0] if len(set(impl)) == 1 else impl)
+
+
+def check_impl(fn: str, impl: Any) -> str | tuple[str, str, str]:
+    """An ``impl=`` argument in canonical form: ``"auto"``, a registered name, or a
+    ``(forward, input_grad, weight_grad)`` tuple of names."""
+    if impl == "auto" or (isinstance(impl, str) and impl in available_impls()):
+        return impl
     if (isinstance(impl, tuple) and len(impl) == 3
             and all(isinstance(i, str) and i in available_impls() for i in impl)):
-        return dataclasses.replace(spec, impl=impl[0] if len(set(impl)) == 1 else impl)
+        return impl
     choices = ("auto", *available_impls())
     raise _fail(ValueError, fn, f"`impl` must be one of {choices}, or a (forward, input_grad, "
                 f"weight_grad) tuple of those impls, got impl={impl!r}.")

@@ -1,0 +1,366 @@
+"""PyTorch-style convolution layers: ``Conv``, ``Conv1d/2d/3d``, ``ConvTranspose*``.
+
+A layer is an immutable, hashable description (it can be a ``jit`` static
+argument, a dict key, a field of any pytree container); its parameters are a
+plain dict ``{"weight", "bias"}`` that the user owns, so the layer works with
+optax, ``jax.grad``, ``vmap`` and any framework without wrapping. ``init`` draws
+the parameters from PyTorch's default distribution, ``__call__`` applies the
+public functions :func:`jaxconv.conv` / :func:`jaxconv.conv_transpose` (the
+layers are built only on them, so they can never disagree).
+
+PyTorch's ``reset_parameters`` (``torch/nn/modules/conv.py``), derived:
+``kaiming_uniform_(w, a=sqrt(5))`` draws ``U(-bound, bound)`` with
+``bound = gain * sqrt(3 / fan_in)`` and ``gain = sqrt(2 / (1 + a²)) = sqrt(1/3)``,
+so ``bound = 1 / sqrt(fan_in)``; the bias draws ``U(-1/sqrt(fan_in),
+1/sqrt(fan_in))`` (0 when ``fan_in`` is 0). ``fan_in`` is
+``weight.shape[1] * prod(kernel_size)`` in both layer kinds: ``in_channels //
+groups * prod(k)`` for a convolution, but ``out_channels // groups * prod(k)``
+for a transposed one, whose weight is ``(in, out // groups, *k)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxconv._auto import check_impl
+from jaxconv._conv import conv
+from jaxconv._conv_transpose import conv_transpose
+from jaxconv._spec import (
+    DTYPES,
+    PADDING_MODES,
+    _fail,
+    as_int,
+    check_autodiff,
+    non_negative_tuple,
+    padding_pairs,
+    positive_tuple,
+)
+
+Padding = str | tuple[int | tuple[int, int], ...]
+
+
+def _canonical_padding(fn: str, padding: Any, rank: int, transposed: bool) -> Padding:
+    """'same' / 'valid' kept as strings (as PyTorch keeps them); otherwise one item per
+    axis, an int where both sides are equal and a ``(low, high)`` pair where not."""
+    if isinstance(padding, str) and not transposed:
+        if padding not in ("same", "valid"):
+            raise _fail(ValueError, fn, f"Invalid padding string {padding!r}, should be one of "
+                        "('same', 'valid') (as in PyTorch).")
+        return padding
+    pairs = padding_pairs(fn, padding, rank)
+    return tuple(lo if lo == hi else (lo, hi) for lo, hi in pairs)
+
+
+def _dtype_name(fn: str, dtype: Any) -> str:
+    try:
+        name = jnp.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise _fail(TypeError, fn, f"`dtype` must be one of {DTYPES}, got dtype={dtype!r}.")
+    return name
+
+
+@dataclasses.dataclass(frozen=True, init=False, repr=False)
+class _ConvBase:
+    """Fields shared by both layer kinds, in canonical (hashable) form."""
+
+    num_spatial_dims: int
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: Padding
+    dilation: tuple[int, ...]
+    groups: int
+    bias: bool
+    padding_mode: str
+    impl: str | tuple[str, str, str]
+    autodiff: str
+    dtype: str
+
+    transposed = False
+
+    @property
+    def _fn(self) -> str:
+        return f"nn.{type(self).__name__}"
+
+    def _setup(self, **values: Any) -> None:
+        """Set every field from the constructor's arguments, validated and canonical."""
+        fn = self._fn
+        rank = as_int(fn, "num_spatial_dims", values["num_spatial_dims"])
+        if rank <= 0:
+            raise _fail(ValueError, fn, f"`num_spatial_dims` must be positive, got "
+                        f"num_spatial_dims={rank}.")
+        values["num_spatial_dims"] = rank
+        for name in ("in_channels", "out_channels"):
+            values[name] = as_int(fn, name, values[name])
+            if values[name] <= 0:
+                raise _fail(ValueError, fn, f"`{name}` must be positive, got "
+                            f"{name}={values[name]}.")
+        for name in ("kernel_size", "stride", "dilation"):
+            values[name] = positive_tuple(fn, name, values[name], rank)
+        groups = values["groups"] = as_int(fn, "groups", values["groups"])
+        if groups <= 0:
+            raise _fail(ValueError, fn, "groups must be a positive integer (as in PyTorch), "
+                        f"got groups={groups}.")
+        for name in ("in_channels", "out_channels"):
+            if values[name] % groups:
+                raise _fail(ValueError, fn, f"{name} must be divisible by groups (as in "
+                            f"PyTorch), got {name}={values[name]}, groups={groups}.")
+        if not isinstance(values["bias"], (bool, np.bool_)):
+            raise _fail(TypeError, fn, f"`bias` must be a bool, got bias={values['bias']!r}.")
+        values["bias"] = bool(values["bias"])
+        values["padding"] = _canonical_padding(fn, values["padding"], rank, self.transposed)
+        if values["padding"] == "same" and any(s != 1 for s in values["stride"]):
+            raise _fail(ValueError, fn, "padding='same' is not supported for strided "
+                        f"convolutions (as in PyTorch), got stride={values['stride']}.")
+        mode = values["padding_mode"]
+        if not isinstance(mode, str) or mode not in PADDING_MODES:
+            raise _fail(ValueError, fn, f"padding_mode must be one of {PADDING_MODES}, but got "
+                        f"padding_mode={mode!r}.")
+        values["impl"] = check_impl(fn, values["impl"])
+        values["autodiff"] = check_autodiff(fn, values["autodiff"])
+        values["dtype"] = _dtype_name(fn, values["dtype"])
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        """PyTorch's module repr (non-default arguments only), plus jaxconv's options."""
+        args = [str(self.in_channels), str(self.out_channels),
+                f"kernel_size={self.kernel_size}"]
+        if type(self) in (Conv, ConvTranspose):
+            args.insert(0, str(self.num_spatial_dims))
+        defaults = dict(stride=(1,) * self.num_spatial_dims, padding=(0,) * self.num_spatial_dims,
+                        output_padding=(0,) * self.num_spatial_dims,
+                        dilation=(1,) * self.num_spatial_dims, groups=1, bias=True,
+                        padding_mode="zeros", impl="auto", autodiff="custom", dtype="float32")
+        for name, default in defaults.items():
+            value = getattr(self, name, default)
+            if value != default:
+                args.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """PyTorch's weight layout: ``(out, in // groups, *k)``; transposed
+        ``(in, out // groups, *k)``."""
+        lead, other = ((self.in_channels, self.out_channels) if self.transposed
+                       else (self.out_channels, self.in_channels))
+        return (lead, other // self.groups, *self.kernel_size)
+
+    @property
+    def fan_in(self) -> int:
+        """PyTorch's ``fan_in`` of the weight: ``weight.shape[1] * prod(kernel_size)``."""
+        return self.weight_shape[1] * math.prod(self.kernel_size)
+
+    def init(self, key: jax.Array) -> dict[str, jax.Array]:
+        """Parameters drawn from PyTorch's default distribution (``reset_parameters``).
+
+        Args:
+          key: a ``jax.random`` key.
+
+        Returns:
+          ``{"weight": (weight_shape), "bias": (out_channels,)}`` in the layer's
+          dtype; no ``"bias"`` when ``bias=False``. Both ``U(-1/sqrt(fan_in),
+          1/sqrt(fan_in))`` (kaiming-uniform with ``a = sqrt(5)``, see the module
+          docstring).
+        """
+        w_key, b_key = jax.random.split(key)
+        a = math.sqrt(5.0)  # PyTorch's own arithmetic, to the last bit of the bound
+        w_bound = math.sqrt(2.0 / (1 + a * a)) * math.sqrt(3.0 / self.fan_in)
+        params = {"weight": jax.random.uniform(w_key, self.weight_shape, self.dtype,
+                                               -w_bound, w_bound)}
+        if self.bias:
+            b_bound = 1 / math.sqrt(self.fan_in) if self.fan_in > 0 else 0.0
+            params["bias"] = jax.random.uniform(b_key, (self.out_channels,), self.dtype,
+                                                -b_bound, b_bound)
+        return params
+
+    def _params(self, params: Any) -> tuple[Any, Any]:
+        """``(weight, bias)`` from a params mapping, checked against this layer."""
+        fn = self._fn
+        keys = ("weight", "bias") if self.bias else ("weight",)
+        if not isinstance(params, Mapping) or set(params) != set(keys):
+            got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise _fail(TypeError, fn, f"`params` must be a dict with keys {keys} (as "
+                        f"returned by init), got {got}.")
+        weight, bias = params["weight"], params.get("bias")
+        shapes = (("weight", weight, self.weight_shape),
+                  ("bias", bias, (self.out_channels,)))
+        for name, value, shape in shapes:
+            if value is not None and tuple(np.shape(value)) != shape:
+                raise _fail(ValueError, fn, f"params[{name!r}] must have shape {shape} for "
+                            f"{self!r}, got {tuple(np.shape(value))}.")
+        return weight, bias
+
+
+@dataclasses.dataclass(frozen=True, init=False, repr=False)
+class Conv(_ConvBase):
+    """An N-d convolution layer with ``torch.nn.ConvNd``'s arguments and init.
+
+    ``Conv1d``, ``Conv2d`` and ``Conv3d`` fix ``num_spatial_dims`` and take
+    exactly PyTorch's positional arguments.
+
+    Args:
+      num_spatial_dims: the spatial rank (any rank >= 1; PyTorch stops at 3).
+      in_channels, out_channels: >= 1, each divisible by ``groups``.
+      kernel_size, stride, dilation: int or tuple of ``num_spatial_dims`` ints, >= 1.
+      padding: int, tuple, ``"same"`` or ``"valid"`` as in PyTorch; beyond
+        PyTorch, tuple items may be ``(low, high)`` pairs.
+      groups: >= 1.
+      bias: whether the layer has a bias.
+      padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+      impl, autodiff: as for :func:`jaxconv.conv` (keyword-only).
+      dtype: the parameters' dtype (``init``): float16, bfloat16, float32, float64.
+
+    Raises:
+      ValueError / TypeError: at construction, PyTorch's constructor errors
+        (channels not divisible by groups, groups < 1, a bad padding string or
+        padding_mode, 'same' with stride), and the ones PyTorch raises only when
+        the layer is first run (kernel_size, stride or dilation < 1, negative
+        padding), each naming the argument and its value.
+
+    Example::
+
+        layer = jaxconv.nn.Conv2d(3, 16, 3, padding=1, padding_mode="reflect")
+        params = layer.init(jax.random.key(0))
+        y = layer(params, x)            # x: (N, 3, H, W) -> (N, 16, H, W)
+    """
+
+    def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
+                 kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *,
+                 impl: Any = "auto", autodiff: str = "custom", dtype: Any = "float32"):
+        self._setup(num_spatial_dims=num_spatial_dims, in_channels=in_channels,
+                    out_channels=out_channels, kernel_size=kernel_size, stride=stride,
+                    padding=padding, dilation=dilation, groups=groups, bias=bias,
+                    padding_mode=padding_mode, impl=impl, autodiff=autodiff, dtype=dtype)
+
+    def __call__(self, params: Mapping[str, Any], x: Any) -> jax.Array:
+        """Apply the layer: ``jaxconv.conv(x, params["weight"], params.get("bias"), ...)``.
+
+        Args:
+          params: ``{"weight", "bias"}`` as returned by :meth:`init` (or
+            :func:`jaxconv.nn.from_torch`); no ``"bias"`` when ``bias=False``.
+          x: ``(N, in_channels, *spatial)`` or unbatched ``(in_channels, *spatial)``.
+
+        Returns:
+          ``(N, out_channels, *out)`` (unbatched: ``(out_channels, *out)``).
+        """
+        weight, bias = self._params(params)
+        return conv(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                    padding_mode=self.padding_mode, impl=self.impl, autodiff=self.autodiff)
+
+
+@dataclasses.dataclass(frozen=True, init=False, repr=False)
+class ConvTranspose(_ConvBase):
+    """An N-d transposed convolution layer with ``torch.nn.ConvTransposeNd``'s
+    arguments (``output_padding``, zeros padding only) and init.
+
+    Args:
+      num_spatial_dims, in_channels, out_channels, kernel_size, stride, dilation,
+      groups, bias, impl, autodiff, dtype: as for :class:`Conv` (PyTorch's order:
+        ``..., padding, output_padding, groups, bias, dilation, padding_mode``).
+      padding: int or tuple (cropped from the full output, as in PyTorch);
+        beyond PyTorch, tuple items may be ``(low, high)`` pairs.
+      output_padding: int or tuple, >= 0 (smaller than stride or dilation per
+        axis; checked when the layer is applied, as PyTorch does).
+      padding_mode: ``"zeros"`` only (as in PyTorch).
+
+    The weight is ``(in_channels, out_channels // groups, *kernel_size)``, and
+    ``fan_in`` for init is ``out_channels // groups * prod(kernel_size)``, as in
+    PyTorch.
+    """
+
+    output_padding: tuple[int, ...]
+
+    transposed = True
+
+    def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
+                 kernel_size: Any, stride: Any = 1, padding: Any = 0,
+                 output_padding: Any = 0, groups: int = 1, bias: bool = True,
+                 dilation: Any = 1, padding_mode: str = "zeros", *, impl: Any = "auto",
+                 autodiff: str = "custom", dtype: Any = "float32"):
+        self._setup(num_spatial_dims=num_spatial_dims, in_channels=in_channels,
+                    out_channels=out_channels, kernel_size=kernel_size, stride=stride,
+                    padding=padding, dilation=dilation, groups=groups, bias=bias,
+                    padding_mode=padding_mode, impl=impl, autodiff=autodiff, dtype=dtype)
+        if self.padding_mode != "zeros":
+            raise _fail(ValueError, self._fn, 'Only "zeros" padding mode is supported for '
+                        f"{type(self).__name__} (as in PyTorch), got "
+                        f"padding_mode={self.padding_mode!r}.")
+        object.__setattr__(self, "output_padding", non_negative_tuple(
+            self._fn, "output_padding", output_padding, self.num_spatial_dims))
+
+    def _output_padding(self, x_spatial: Sequence[int], output_size: Any) -> tuple[int, ...]:
+        """PyTorch's ``_output_padding``: the output_padding giving `output_size`."""
+        fn, rank = self._fn, self.num_spatial_dims
+        if output_size is None:
+            return self.output_padding
+        size = tuple(output_size) if isinstance(output_size, Sequence) else (output_size,)
+        if len(size) == rank + 2:
+            size = size[2:]
+        if len(size) != rank or not all(isinstance(n, (int, np.integer)) for n in size):
+            raise _fail(ValueError, fn, f"`output_size` must hold {rank} or {rank + 2} ints, "
+                        f"got output_size={output_size!r}.")
+        pairs = padding_pairs(fn, self.padding, rank)
+        smallest = tuple(
+            (n - 1) * s - lo - hi + d * (k - 1) + 1
+            for n, s, (lo, hi), d, k in zip(x_spatial, self.stride, pairs, self.dilation,
+                                            self.kernel_size, strict=True))
+        largest = tuple(m + s - 1 for m, s in zip(smallest, self.stride, strict=True))
+        if any(not lo <= n <= hi for n, lo, hi in zip(size, smallest, largest, strict=True)):
+            raise _fail(ValueError, fn, f"requested an output size of {size}, but valid sizes "
+                        f"range from {smallest} to {largest} (for an input of "
+                        f"{tuple(x_spatial)}), as in PyTorch.")
+        return tuple(n - m for n, m in zip(size, smallest, strict=True))
+
+    def __call__(self, params: Mapping[str, Any], x: Any, output_size: Any = None
+                 ) -> jax.Array:
+        """Apply the layer: :func:`jaxconv.conv_transpose` with the layer's arguments.
+
+        Args:
+          params: ``{"weight", "bias"}`` as returned by :meth:`init`.
+          x: ``(N, in_channels, *spatial)`` or unbatched ``(in_channels, *spatial)``.
+          output_size: optional, as in PyTorch's ``forward``: the wanted output
+            spatial size (or the whole ``(N, C, *spatial)`` shape); it picks the
+            ``output_padding`` (within ``[0, stride)``).
+
+        Returns:
+          ``(N, out_channels, *out)`` (unbatched: ``(out_channels, *out)``).
+        """
+        weight, bias = self._params(params)
+        output_padding = self._output_padding(np.shape(x)[-self.num_spatial_dims:],
+                                              output_size)
+        return conv_transpose(x, weight, bias, self.stride, self.padding, output_padding,
+                              self.groups, self.dilation, impl=self.impl,
+                              autodiff=self.autodiff)
+
+
+def _fixed_rank(base: type, rank: int) -> type:
+    """``base`` with ``num_spatial_dims`` fixed: PyTorch's ``Conv{rank}d`` /
+    ``ConvTranspose{rank}d`` signature (the same arguments, in the same order)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        base.__init__(self, rank, *args, **kwargs)
+
+    name = f"{base.__name__}{rank}d"
+    doc = (f"{rank}-d :class:`{base.__name__}`: ``torch.nn.{name}``'s arguments, in "
+           f"its order, then the keyword-only ``impl``, ``autodiff``, ``dtype``.\n\n"
+           f"    See :class:`jaxconv.nn.{base.__name__}` for the arguments.\n")
+    __init__.__doc__ = doc
+    return type(name, (base,), {"__init__": __init__, "__doc__": doc,
+                                "__module__": "jaxconv.nn", "__qualname__": name})
+
+
+Conv1d, Conv2d, Conv3d = (_fixed_rank(Conv, r) for r in (1, 2, 3))
+ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (_fixed_rank(ConvTranspose, r)
+                                                     for r in (1, 2, 3))
