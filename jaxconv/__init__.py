@@ -12,6 +12,7 @@ from jaxconv._conv_transpose import (
     conv_transpose2d,
     conv_transpose3d,
 )
+from jaxconv._lax_compat import conv_general_dilated
 from jaxconv._padding import pad
 from jaxconv._registry import Impl, available_impls, get_impl, register_impl
 from jaxconv._spec import ConvSpec
@@ -31,6 +32,7 @@ __all__ = [
     "conv1d",
     "conv2d",
     "conv3d",
+    "conv_general_dilated",
     "conv_transpose",
     "conv_transpose1d",
     "conv_transpose2d",

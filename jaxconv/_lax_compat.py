@@ -1,0 +1,397 @@
+"""``jaxconv.conv_general_dilated``: ``jax.lax.conv_general_dilated``'s signature and
+semantics, computed by :func:`jaxconv.conv`.
+
+It exists so that code written against lax, Flax's ``linen.Conv`` and ``nnx.Conv``
+above all, can run jaxconv's impls (``impl="auto"`` included) and its hand-written
+gradients by passing one argument. Every lax feature becomes one step in front of
+(or behind) a plain ``jaxconv.conv`` call on ``(N, C, *spatial)`` and
+``(O, I, *kernel)`` operands:
+
+================================  =============================================
+lax                               here
+================================  =============================================
+``dimension_numbers``             transpose lhs, rhs in, the output back out
+string ``padding``                ``lax.padtype_to_pads`` (lax's own helper)
+negative explicit pads            crop with ``lax.pad`` (negative edge pads)
+``lhs_dilation``                  zeros between elements with ``lax.pad``
+``rhs_dilation``                  ``dilation=``
+``window_strides``                ``stride=``
+``feature_group_count``           ``groups=``
+``batch_group_count`` ``G``       batch groups moved into channels, ``groups=G``
+``preferred_element_type``        cast the operands up, cast the result
+================================  =============================================
+
+The steps around the convolution are data movement (transposes, a pad, a
+reshape); JAX differentiates them, and their adjoints (transposes, a strided
+slice, a reshape) route the cotangent to jaxconv's own reverse rules.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv._auto import check_impl
+from jaxconv._conv import FORWARD_MODE_HINT, conv
+from jaxconv._spec import (
+    _fail,
+    canonical_precision,
+    check_array,
+    check_autodiff,
+    check_dtype,
+)
+
+FN = "conv_general_dilated"
+PADDING_STRINGS = ("SAME", "SAME_LOWER", "VALID")
+
+Pairs = tuple[tuple[int, int], ...]
+
+
+def _is_sequence(value: Any) -> bool:
+    return (isinstance(value, Sequence) and not isinstance(value, str)) or (
+        isinstance(value, np.ndarray) and value.ndim >= 1)
+
+
+def _as_int(name: str, value: Any, whole: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _fail(TypeError, FN, f"`{name}` must hold ints, got {value!r} in "
+                    f"{name}={whole!r}.")
+    return operator.index(value)
+
+
+def _positive_ints(name: str, value: Any, rank: int) -> tuple[int, ...]:
+    """A sequence of `rank` ints >= 1, one per spatial dimension (lax takes no bare int)."""
+    if not _is_sequence(value):
+        raise _fail(TypeError, FN, f"`{name}` must be a sequence of {rank} ints (one per "
+                    f"spatial dimension), got {name}={value!r}.")
+    items = tuple(value)
+    if len(items) != rank:
+        raise _fail(ValueError, FN, f"`{name}` must have {rank} ints (one per spatial "
+                    f"dimension), got {name}={value!r} of length {len(items)}.")
+    out = tuple(_as_int(name, v, value) for v in items)
+    if any(v <= 0 for v in out):
+        raise _fail(ValueError, FN, f"`{name}` must be positive, got {name}={value!r}.")
+    return out
+
+
+def _group_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _fail(TypeError, FN, f"`{name}` must be an int, got {name}={value!r}.")
+    if value <= 0:
+        raise _fail(ValueError, FN, f"`{name}` must be positive, got {name}={value}.")
+    return operator.index(value)
+
+
+def _dimension_numbers(lhs_shape: tuple[int, ...], rhs_shape: tuple[int, ...],
+                       dimension_numbers: Any) -> lax.ConvDimensionNumbers:
+    """Any form lax accepts, canonicalised by lax itself; its complaints become ours."""
+    ndim = len(lhs_shape)
+    if isinstance(dimension_numbers, lax.ConvDimensionNumbers):
+        # lax takes this form on trust; check that each spec is a permutation.
+        for name, perm in zip(("lhs_spec", "rhs_spec", "out_spec"), dimension_numbers,
+                              strict=True):
+            if sorted(int(i) for i in perm) != list(range(ndim)):
+                raise _fail(ValueError, FN, f"`dimension_numbers`.{name} must be a "
+                            f"permutation of range({ndim}) for {ndim}-d operands, got "
+                            f"{name}={tuple(perm)!r}.")
+        return dimension_numbers
+    if dimension_numbers is not None and not (
+            isinstance(dimension_numbers, (tuple, list)) and len(dimension_numbers) == 3
+            and all(isinstance(s, str) for s in dimension_numbers)):
+        raise _fail(TypeError, FN, "`dimension_numbers` must be None, a "
+                    "jax.lax.ConvDimensionNumbers or a tuple of 3 strings such as "
+                    f"('NHWC', 'HWIO', 'NHWC'), got dimension_numbers={dimension_numbers!r}.")
+    try:
+        return lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers)
+    except TypeError as err:  # lax's checks of the strings' letters and lengths
+        raise _fail(ValueError, FN, f"invalid `dimension_numbers`={dimension_numbers!r} "
+                    f"for lhs.shape={lhs_shape}, rhs.shape={rhs_shape}: {err}") from err
+
+
+def _padding(padding: Any, in_spatial: Sequence[int], window: Sequence[int],
+             strides: Sequence[int], lhs_dilation: Sequence[int]) -> Pairs:
+    """String or explicit padding -> ``(low, high)`` pairs, any sign, as lax resolves them."""
+    rank = len(in_spatial)
+    if isinstance(padding, str):
+        if padding.upper() not in PADDING_STRINGS:
+            raise _fail(ValueError, FN, f"`padding` string must be one of {PADDING_STRINGS} "
+                        f"(any case), got padding={padding!r}.")
+        if any(d != 1 for d in lhs_dilation):
+            raise _fail(ValueError, FN, f"string padding ({padding!r}) is not defined for "
+                        f"lhs_dilation={tuple(lhs_dilation)} (lax refuses it too); pass "
+                        "explicit (low, high) pairs.")
+        # lax's own helper: 'SAME' gives out = ceil(in / stride) with the dilated window.
+        return tuple((int(lo), int(hi)) for lo, hi in
+                     lax.padtype_to_pads(in_spatial, window, strides, padding.upper()))
+    if not _is_sequence(padding):
+        raise _fail(TypeError, FN, f"`padding` must be one of {PADDING_STRINGS} or a "
+                    f"sequence of {rank} (low, high) pairs, got padding={padding!r}.")
+    items = tuple(padding)
+    if len(items) != rank:
+        raise _fail(ValueError, FN, f"`padding` must have {rank} (low, high) pairs (one per "
+                    f"spatial dimension), got padding={padding!r} of length {len(items)}.")
+    pairs = []
+    for item in items:
+        if not _is_sequence(item) or len(item) != 2:
+            raise _fail(ValueError, FN, f"each item of `padding` must be a (low, high) pair, "
+                        f"got {item!r} in padding={padding!r}.")
+        pairs.append(tuple(_as_int("padding", v, padding) for v in item))
+    return tuple(pairs)
+
+
+def _result_dtype(dtype: Any, preferred_element_type: Any) -> np.dtype:
+    """The output dtype: the operands', or a float type at least as wide (lax's rule)."""
+    if preferred_element_type is None:
+        return np.dtype(dtype)
+    try:
+        preferred = jax.dtypes.canonicalize_dtype(np.dtype(preferred_element_type))
+    except TypeError as err:
+        raise _fail(TypeError, FN, "`preferred_element_type` must be None or a dtype, got "
+                    f"preferred_element_type={preferred_element_type!r}.") from err
+    if not jnp.issubdtype(preferred, jnp.floating):
+        raise _fail(TypeError, FN, "`preferred_element_type` must be a floating dtype for "
+                    f"floating operands (jaxconv computes float16, bfloat16, float32 and "
+                    f"float64 only), got preferred_element_type={preferred.name}.")
+    if preferred.itemsize < np.dtype(dtype).itemsize:
+        raise _fail(TypeError, FN, "`preferred_element_type` must not be narrower than the "
+                    f"operands' dtype {np.dtype(dtype).name} (as in lax), got "
+                    f"preferred_element_type={preferred.name}.")
+    return preferred
+
+
+def _dilate(n: int, d: int) -> int:
+    """Size of an axis of size `n` with ``d - 1`` zeros between elements (lax's rule)."""
+    return 0 if n == 0 else (n - 1) * d + 1
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "perms", "strides", "pads", "lhs_dilation", "rhs_dilation", "groups", "batch_groups",
+    "out_shape", "out_dtype", "impl", "precision", "autodiff"))
+def _core(lhs, rhs, *, perms, strides, pads, lhs_dilation, rhs_dilation, groups,
+          batch_groups, out_shape, out_dtype, impl, precision, autodiff):
+    """The convolution on validated, static arguments; `out_shape` is in (N, O, *out)."""
+    lhs_perm, rhs_perm, out_perm = perms
+    if math.prod(out_shape) == 0 or 0 in rhs.shape or any(
+            _dilate(n, d) + min(lo, 0) + min(hi, 0) <= 0
+            for n, d, (lo, hi) in zip(np.take(lhs.shape, lhs_perm)[2:], lhs_dilation, pads,
+                                      strict=True)):
+        # Nothing to compute: an empty output, an empty sum (rhs with a zero size), or a
+        # spatial axis cropped to nothing (every window sees only padding). lax allows
+        # all of these and gives zeros; jaxconv.conv (PyTorch's rules) refuses them.
+        return jnp.transpose(jnp.zeros(out_shape, out_dtype), np.argsort(out_perm))
+
+    # Compute in the wider of the operands' and the preferred type (float32 for a float16
+    # operand and a bfloat16 result), round once at the end.
+    compute = jnp.promote_types(lhs.dtype, out_dtype)
+    x = jnp.transpose(lhs, lhs_perm).astype(compute)  # (N, C, *spatial)
+    w = jnp.transpose(rhs, rhs_perm).astype(compute)  # (O, I, *kernel)
+
+    # lhs_dilation and negative pads, in one lax.pad. XLA dilates the base first, then
+    # pads it (negative pads crop); lax.pad applies interior padding, then edge
+    # padding, which is that same order. Interior padding is correct for every stride,
+    # padding and groups combination; mapping it onto jaxconv.conv_transpose would be
+    # exact only when the pads and kernel line up with a strided conv's adjoint, and
+    # its multiply-by-zero cost is what XLA's own lhs-dilated convolution pays too.
+    # The remaining non-negative pads go to jaxconv.conv, whose impls pad cheaply.
+    pre = [(min(lo, 0), min(hi, 0), d - 1) for (lo, hi), d in zip(pads, lhs_dilation,
+                                                                   strict=True)]
+    if any(p != (0, 0, 0) for p in pre):
+        x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0), *pre])
+    conv_pads = tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads)
+
+    if batch_groups > 1:
+        # batch_group_count G: lhs batch n = g * (N / G) + m (group-major) meets only the
+        # output features of group g. Move the groups into channels, (N, C) ->
+        # (N / G, G * C) with channel g * C + c, and group the conv G ways:
+        # y[m, o] = Σ_c w[o, c] ⋆ x[g(o) * (N / G) + m, c], g(o) = o // (O / G).
+        n, c, *spatial = x.shape
+        x = x.reshape(batch_groups, n // batch_groups, c, *spatial).swapaxes(0, 1)
+        x = x.reshape(n // batch_groups, batch_groups * c, *spatial)
+
+    y = conv(x, w, None, strides, conv_pads, rhs_dilation, groups, impl=impl,
+             precision=precision, autodiff=autodiff)
+    return jnp.transpose(y.astype(out_dtype), np.argsort(out_perm))
+
+
+def conv_general_dilated(
+    lhs: Any,
+    rhs: Any,
+    window_strides: Sequence[int],
+    padding: str | Sequence[tuple[int, int]],
+    lhs_dilation: Sequence[int] | None = None,
+    rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    out_sharding: Any = None,
+    *,
+    impl: Any = "auto",
+    autodiff: str = "custom",
+) -> jax.Array:
+    """``jax.lax.conv_general_dilated``, computed by :func:`jaxconv.conv`.
+
+    The same signature (jax 0.10.2's, parameter names and defaults) and the same
+    result as lax, but the convolution runs jaxconv's impls: ``impl="auto"``
+    picks each of the forward, input-gradient and weight-gradient kernels, and
+    ``jax.grad`` runs jaxconv's hand-written reverse rules. It plugs into Flax
+    with one argument::
+
+        import flax.linen as nn
+        from flax import nnx
+        import jaxconv
+
+        layer = nn.Conv(16, (3, 3), conv_general_dilated=jaxconv.conv_general_dilated)
+        layer = nnx.Conv(3, 16, (3, 3), rngs=nnx.Rngs(0),
+                         conv_general_dilated=jaxconv.conv_general_dilated)
+
+    Use ``functools.partial(jaxconv.conv_general_dilated, impl="gather")`` to fix
+    an impl.
+
+    Args:
+      lhs: the input, rank ``n + 2`` (``n >= 1`` spatial dimensions), laid out as
+        ``dimension_numbers`` says (default ``(N, C, *spatial)``).
+      rhs: the kernel, rank ``n + 2``, same dtype (default ``(O, I, *kernel)``,
+        ``I = C / feature_group_count``).
+      window_strides: ``n`` ints >= 1, in the order of the spatial dimensions of
+        ``rhs``'s spec (as in lax).
+      padding: ``'SAME'`` (output ``ceil(in / stride)``, the odd extra pad on the
+        high side), ``'SAME_LOWER'`` (on the low side) or ``'VALID'``, in any
+        case; or ``n`` ``(low, high)`` pairs of ints, which may be negative
+        (crop that side).
+      lhs_dilation: ``None`` or ``n`` ints >= 1: ``d - 1`` zeros between input
+        elements (a transposed convolution). String padding needs it all ones.
+      rhs_dilation: ``None`` or ``n`` ints >= 1: kernel (atrous) dilation.
+      dimension_numbers: ``None`` (``(N, C, ...)``, ``(O, I, ...)``,
+        ``(N, C, ...)``), a ``jax.lax.ConvDimensionNumbers``, or three strings
+        such as ``('NHWC', 'HWIO', 'NHWC')``.
+      feature_group_count: >= 1; ``groups`` of :func:`jaxconv.conv`.
+      batch_group_count: >= 1; the batch of ``lhs`` is split (group-major) into
+        this many groups, the output features too, and group ``g`` of the
+        output sees only batch group ``g`` (what the weight gradient of a
+        grouped convolution needs). At most one of the two counts may be > 1.
+      precision: ``None``, a ``jax.lax.Precision``, a string
+        ``jax.lax.Precision`` accepts (``'default'``, ``'high'``, ``'highest'``,
+        ``'fastest'``, ``'float32'``, ...), or a pair of those.
+      preferred_element_type: ``None`` or a floating dtype at least as wide as
+        the operands'. A wider type casts both operands up before the
+        convolution (so it computes, accumulates and returns in that type);
+        a same-size different type (float16 operands, bfloat16 result) computes
+        in their promotion (float32) and rounds the result once. jaxconv
+        already accumulates float16 and bfloat16 in float32.
+      out_sharding: ``None`` only.
+      impl: keyword-only, jaxconv's: ``"auto"``, a name from
+        :func:`jaxconv.available_impls`, or a ``(forward, input_grad,
+        weight_grad)`` tuple of names.
+      autodiff: keyword-only, jaxconv's: ``"custom"`` (the hand-written reverse
+        rules; forward mode raises) or ``"jax"`` (JAX differentiates the impl's
+        forward kernel; ``jax.jvp`` works too).
+
+    Returns:
+      The convolution, laid out as ``dimension_numbers``'s output spec, in
+      ``preferred_element_type`` if given, else in the operands' dtype. Its
+      spatial size is ``max((in' + low + high - window) // stride + 1, 0)`` with
+      ``in' = (in - 1) * lhs_dilation + 1`` and ``window = (k - 1) *
+      rhs_dilation + 1``; batch ``N / batch_group_count``; features ``O``.
+
+    Raises:
+      TypeError: operands that are not arrays, of a dtype jaxconv does not
+        compute (integers, complex, bool; lax computes those) or of two
+        dtypes; ``preferred_element_type`` that is not a float or narrower than
+        the operands; arguments of the wrong kind; forward-mode differentiation
+        with ``autodiff="custom"``.
+      ValueError: bad values as lax rejects them (ranks, dimension_numbers,
+        channel and group counts, non-positive strides or dilations, pad
+        counts, string padding with lhs_dilation, negative pads that crop past
+        the input), and, beyond lax, a non-``None`` ``out_sharding``, an unknown
+        ``impl`` or ``autodiff``.
+
+    Differences from lax: the dtypes above; precision presets that are not a
+    ``jax.lax.Precision`` (``jax.lax.DotAlgorithmPreset``) and ``out_sharding``
+    are refused; lax's ``RuntimeError`` for an unknown padding string, and its
+    ``TypeError`` for ``dimension_numbers`` strings with the wrong letters or
+    lengths and for operands of different ranks, are ``ValueError`` here.
+    Degenerate shapes lax accepts (empty spatial axes, a zero-size kernel, an
+    empty output) give lax's zeros without reaching jaxconv.conv.
+    """
+    check_array(FN, "lhs", lhs)
+    check_array(FN, "rhs", rhs)
+    lhs, rhs = jnp.asarray(lhs), jnp.asarray(rhs)
+    if lhs.ndim != rhs.ndim:
+        raise _fail(ValueError, FN, "`lhs` and `rhs` must have the same number of "
+                    f"dimensions, got lhs.shape={lhs.shape} and rhs.shape={rhs.shape}.")
+    if lhs.ndim < 3:
+        raise _fail(ValueError, FN, "`lhs` and `rhs` must have at least 3 dimensions (batch, "
+                    f"feature and one or more spatial), got lhs.shape={lhs.shape}.")
+    rank = lhs.ndim - 2
+    dnums = _dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    check_dtype(FN, "lhs", lhs.dtype)
+    if rhs.dtype != lhs.dtype:
+        raise _fail(TypeError, FN, f"`rhs` dtype {rhs.dtype.name} must equal `lhs` dtype "
+                    f"{lhs.dtype.name} (as in lax).")
+    strides = _positive_ints("window_strides", window_strides, rank)
+    lhs_dil = (1,) * rank if lhs_dilation is None else _positive_ints(
+        "lhs_dilation", lhs_dilation, rank)
+    rhs_dil = (1,) * rank if rhs_dilation is None else _positive_ints(
+        "rhs_dilation", rhs_dilation, rank)
+    fgc = _group_count("feature_group_count", feature_group_count)
+    bgc = _group_count("batch_group_count", batch_group_count)
+    precision = canonical_precision(FN, precision)
+    autodiff = check_autodiff(FN, autodiff)
+    impl = check_impl(FN, impl)  # here, so an unhashable value never reaches jax.jit
+    out_dtype = _result_dtype(lhs.dtype, preferred_element_type)
+    if out_sharding is not None:
+        raise _fail(ValueError, FN, "`out_sharding` is not supported (jaxconv leaves the "
+                    "output's sharding to XLA); pass None and reshard the result, got "
+                    f"out_sharding={out_sharding!r}.")
+
+    # Shapes in canonical order: lhs (N, C, *spatial), rhs (O, I, *kernel).
+    lhs_perm, rhs_perm, out_perm = (tuple(int(i) for i in p) for p in dnums)
+    n, c, *in_spatial = (lhs.shape[i] for i in lhs_perm)
+    o, i, *kernel = (rhs.shape[j] for j in rhs_perm)
+    if fgc > 1 and bgc > 1:
+        raise _fail(ValueError, FN, "at most one of `feature_group_count` and "
+                    f"`batch_group_count` may be > 1, got feature_group_count={fgc} and "
+                    f"batch_group_count={bgc}.")
+    if c != i * fgc:
+        raise _fail(ValueError, FN, f"the lhs feature dimension ({c}) must equal the rhs "
+                    f"input feature dimension ({i}) times `feature_group_count` (={fgc}), "
+                    f"got lhs.shape={lhs.shape}, rhs.shape={rhs.shape}.")
+    for name, count in (("feature_group_count", fgc), ("batch_group_count", bgc)):
+        if o % count:
+            raise _fail(ValueError, FN, f"the rhs output feature dimension ({o}) must be a "
+                        f"multiple of `{name}`, got {name}={count}.")
+    if n % bgc:
+        raise _fail(ValueError, FN, f"the lhs batch dimension ({n}) must be a multiple of "
+                    f"`batch_group_count`, got batch_group_count={bgc}.")
+
+    window = tuple(_dilate(k, d) for k, d in zip(kernel, rhs_dil, strict=True))
+    pads = _padding(padding, in_spatial, window, strides, lhs_dil)
+    padded = tuple(_dilate(s, d) + lo + hi
+                   for s, d, (lo, hi) in zip(in_spatial, lhs_dil, pads, strict=True))
+    if any(p < 0 for p in padded):
+        raise _fail(ValueError, FN, "negative padding crops more than the (lhs-dilated) "
+                    f"input holds: got padding={pads} for input spatial size "
+                    f"{tuple(in_spatial)} with lhs_dilation={lhs_dil}.")
+    out_spatial = tuple(max((p - k) // s + 1, 0)
+                        for p, k, s in zip(padded, window, strides, strict=True))
+
+    try:
+        return _core(lhs, rhs, perms=(lhs_perm, rhs_perm, out_perm), strides=strides,
+                     pads=pads, lhs_dilation=lhs_dil, rhs_dilation=rhs_dil,
+                     groups=bgc if bgc > 1 else fgc, batch_groups=bgc,
+                     out_shape=(n // bgc, o, *out_spatial), out_dtype=out_dtype,
+                     impl=impl, precision=precision, autodiff=autodiff)
+    except TypeError as err:
+        if "forward-mode autodiff" in str(err):
+            raise _fail(TypeError, FN, FORWARD_MODE_HINT) from err
+        raise
