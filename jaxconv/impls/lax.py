@@ -70,13 +70,35 @@ def group_transpose_kernel(w: jnp.ndarray, groups: int) -> jnp.ndarray:
     return jnp.flip(w, axis=tuple(range(2, w.ndim)))
 
 
+def _xla_conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides, padding,
+              **kwargs) -> jnp.ndarray:
+    """``lax.conv_general_dilated``, kept off XLA CPU's masked depthwise expansion.
+
+    In float64 on CPU (jax 0.10.2), XLA computes a convolution with one input
+    channel per group (depthwise, any channel multiplier, any rank) as a dense
+    convolution whose kernel is zero outside each group, so a NaN or Inf in one
+    channel reaches every output channel (``0 * NaN = NaN``) where PyTorch keeps
+    it in its group. With two channels per group it computes a true grouped
+    convolution. So each group gets a second, all-zero input channel with a zero
+    kernel (``x'[:, 2c] = x[:, c]``, ``x'[:, 2c + 1] = 0``, ``w'[:, 1] = 0``): the
+    same sums, no cross-group products, at twice the arithmetic of a float64
+    depthwise layer. (lhs and rhs are channels-first here, as in F and T.)
+    """
+    groups = kwargs.get("feature_group_count", 1)
+    if (jax.default_backend() == "cpu" and lhs.dtype == jnp.float64 and groups > 1
+            and rhs.shape[1] == 1):
+        n, c, *spatial = lhs.shape
+        lhs = jnp.stack([lhs, jnp.zeros_like(lhs)], axis=2).reshape(n, 2 * c, *spatial)
+        rhs = jnp.concatenate([rhs, jnp.zeros_like(rhs)], axis=1)
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
+
+
 def _conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides, padding, **kwargs) -> jnp.ndarray:
-    """``lax.conv_general_dilated``; without any padding on CPU, padded by one window
-    stride per axis (high side) and cropped back (see the module docstring)."""
+    """:func:`_xla_conv`; without any padding on CPU, padded by one window stride per
+    axis (high side) and cropped back (see the module docstring)."""
     if jax.default_backend() != "cpu" or any(lo or hi for lo, hi in padding):
-        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
-    y = lax.conv_general_dilated(lhs, rhs, window_strides,
-                                 [(0, s) for s in window_strides], **kwargs)
+        return _xla_conv(lhs, rhs, window_strides, padding, **kwargs)
+    y = _xla_conv(lhs, rhs, window_strides, [(0, s) for s in window_strides], **kwargs)
     spatial = kwargs["dimension_numbers"].out_spec[2:]
     index = [slice(None)] * y.ndim
     for axis in spatial:
@@ -133,7 +155,7 @@ def input_grad_as_forward(forward, g: jnp.ndarray, w: jnp.ndarray, spec: ConvSpe
 
 def input_grad(g: jnp.ndarray, w: jnp.ndarray, spec: ConvSpec, in_spatial) -> jnp.ndarray:
     kernel = w.shape[2:]
-    return lax.conv_general_dilated(
+    return _xla_conv(
         g,
         group_transpose_kernel(w, spec.groups),
         window_strides=(1,) * spec.rank,
