@@ -14,13 +14,13 @@ import csv
 import dataclasses
 import json
 import sys
-from collections.abc import Iterable
 
 import jax
 
 from jaxconv import benchmark as B
 from jaxconv._auto import KERNELS
 from jaxconv._registry import available_impls
+from jaxconv.cli._util import progress_bar, table
 
 
 def add_parser(commands) -> None:
@@ -50,38 +50,8 @@ def add_parser(commands) -> None:
     p.set_defaults(run=run)
 
 
-def _progress(items: list, desc: str) -> Iterable:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
-
-
 def _fmt(v, spec=".2f") -> str:
     return "-" if v is None else format(v, spec)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> tuple[str, str]:
-    """The same table as aligned text and as Markdown."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    numeric = [all(_is_number(r[i]) for r in rows) for i in range(len(header))]
-    line = lambda cells: "  ".join(c.rjust(w) if num else c.ljust(w)
-                                   for c, w, num in zip(cells, widths, numeric, strict=True))
-    text = "\n".join([line(header).rstrip(), "-" * len(line(header)),
-                      *(line(r).rstrip() for r in rows)])
-    md = "\n".join(["| " + " | ".join(header) + " |",
-                    "|" + "|".join("---:" if num else "---" for num in numeric) + "|",
-                    *("| " + " | ".join(r) + " |" for r in rows)])
-    return text, md
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return cell == "-"
-    return True
 
 
 def _layers(args) -> dict[str, B.Layer]:
@@ -115,7 +85,7 @@ def run(args) -> int:
             choice = B.auto_choice(layer)
             rows += [[name, k, i, why] for k, i, why in zip(KERNELS, choice.impls,
                                                              choice.reasons, strict=True)]
-        text, md = _table(["layer", "kernel", "auto picks", "why"], rows)
+        text, md = table(["layer", "kernel", "auto picks", "why"], rows)
         print(text)
         _write_markdown(args.markdown, out_md + [md])
         return 0
@@ -128,7 +98,7 @@ def run(args) -> int:
 
 def _run_kernels(args, layers, impls, out_md) -> int:
     rows, records = [], []
-    for name in _progress(list(layers), "kernels"):
+    for name in progress_bar(list(layers), "kernels"):
         layer = layers[name]
         times = B.bench_kernels(layer, impls, args.repeats)
         choice = B.auto_choice(layer)
@@ -140,7 +110,7 @@ def _run_kernels(args, layers, impls, out_md) -> int:
             rows.append([name, kernel, *(_fmt(per[impl], ".1f") for impl in impls), best,
                          picked, _fmt(ratio)])
             records.append(dict(layer=name, kernel=kernel, **per, fastest=best, auto=picked))
-    text, md = _table(["layer", "kernel", *(f"{i} ms" for i in impls), "fastest", "auto",
+    text, md = table(["layer", "kernel", *(f"{i} ms" for i in impls), "fastest", "auto",
                        "auto/fastest"], rows)
     print(text)
     _write_markdown(args.markdown, out_md + [md])
@@ -151,7 +121,7 @@ def _run_kernels(args, layers, impls, out_md) -> int:
 def _run_per_example(args, impls, out_md) -> int:
     times = B.bench_per_example([*impls, "auto"], repeats=args.repeats)
     rows = [[impl, _fmt(a, ".1f"), _fmt(b, ".1f"), _fmt(b / a)] for impl, (a, b) in times.items()]
-    text, md = _table(["impl", "batched grad ms", "vmap(grad) ms", "ratio"], rows)
+    text, md = table(["impl", "batched grad ms", "vmap(grad) ms", "ratio"], rows)
     title = ("small CNN (3x3, strided 3x3, depthwise 3x3, 1x1; batch 64 of 3x32x32): "
              "per-example gradients vs the batched gradient")
     print(title)
@@ -165,7 +135,7 @@ def _run_per_example(args, impls, out_md) -> int:
 def _run_layers(args, layers, impls, out_md) -> int:
     rows, records, summary = [], [], {}
     gflops = B.matmul_gflops()
-    for name in _progress(list(layers), "layers"):
+    for name in progress_bar(list(layers), "layers"):
         layer = layers[name]
         timings = B.bench_layer(layer, impls, args.repeats, with_torch=not args.no_torch)
         torch = timings.get("torch")
@@ -184,14 +154,14 @@ def _run_layers(args, layers, impls, out_md) -> int:
              auto.fwdbwd_ms / timings[best].fwdbwd_ms,
              auto.fwd_ms / raw.fwd_ms, auto.fwdbwd_ms / raw.fwdbwd_ms,
              raw.fwdbwd_ms / auto.fwdbwd_ms, B.layer_gflop(layer) / (auto.fwd_ms * 1e-3)))
-    text, md = _table(["layer", "variant", "fwd ms", "f+b ms", "fwd/torch", "f+b/torch",
+    text, md = table(["layer", "variant", "fwd ms", "f+b ms", "fwd/torch", "f+b/torch",
                        "compile s", "peak MiB"], rows)
     print(text)
     out_md.append(md)
     per_layer = summary.pop("_auto_vs_best")
     rows2 = [[n, _fmt(a), _fmt(b), _fmt(c), _fmt(d), _fmt(e, ".1f"), _fmt(f, ".0f")]
              for n, a, b, c, d, e, f in per_layer]
-    text2, md2 = _table(["layer", "auto/best fwd", "auto/best f+b", "auto/raw-lax fwd",
+    text2, md2 = table(["layer", "auto/best fwd", "auto/best f+b", "auto/raw-lax fwd",
                          "auto/raw-lax f+b", "speed-up vs raw-lax", "auto fwd GFLOP/s"], rows2)
     print(f"\nauto against the best single impl and raw lax (matmul: {gflops:.0f} GFLOP/s)")
     print(text2)
@@ -200,7 +170,7 @@ def _run_layers(args, layers, impls, out_md) -> int:
     if summary:
         rows3 = [[v, _fmt(B.geomean(r)), _fmt(max(r))] for v, r in summary.items()
                  if len(r) == len(layers)]
-        text3, md3 = _table(["variant", "geomean f+b/torch", "worst f+b/torch"], rows3)
+        text3, md3 = table(["variant", "geomean f+b/torch", "worst f+b/torch"], rows3)
         print("\nover all layers")
         print(text3)
         out_md += ["over all layers", md3]
