@@ -87,10 +87,18 @@ def assert_impls_agree(input: Any, weight: Any, bias: Any = None, *,
         report[impl] = {}
         for name, want in reference.items():
             got = results[impl][name]
-            diff = np.abs(got - want)
-            report[impl][name] = float(diff.max(initial=0.0))
-            allowed = atol * (1.0 + np.abs(want).max(initial=0.0)) + rtol * np.abs(want)
-            if got.shape != want.shape or np.any(diff > allowed):
+            if got.shape != want.shape:
+                failures.append(f"  {impl:<10} {name:<9} shape {got.shape} != {want.shape}")
+                continue
+            # NaN and Inf agree only where both sides hold the same one; a NaN against a
+            # number disagrees (a bare `diff > allowed` would let it pass).
+            same = (got == want) | (np.isnan(got) & np.isnan(want))
+            finite = np.isfinite(want)
+            diff = np.where(same, 0.0, np.abs(got - want))
+            report[impl][name] = float(np.nanmax(diff, initial=0.0))
+            scale = 1.0 + np.abs(want[finite]).max(initial=0.0)
+            allowed = atol * scale + rtol * np.where(finite, np.abs(want), 0.0)
+            if not np.all(same | (diff <= allowed)):
                 failures.append(f"  {impl:<10} {name:<9} max|diff| {report[impl][name]:.3e} "
                                 f"(allowed {allowed.max(initial=0.0):.3e})")
     if failures:

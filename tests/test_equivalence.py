@@ -2,6 +2,7 @@
 
 import re
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -38,6 +39,26 @@ def test_helper_reports_which_impl_disagrees_and_by_how_much(monkeypatch):
             "max|diff| 1.000e+00")) as info:
         assert_impls_agree(x, w, impls=("lax", name, "gather"))
     assert "gather" not in str(info.value)
+
+
+def test_helper_counts_a_nan_against_a_number_as_disagreement(monkeypatch):
+    """A NaN where the reference has a number fails (NaN > allowed is False, so a bare
+    comparison would pass it); NaN where the reference has NaN agrees."""
+    lax = jaxconv.impls.lax
+
+    def nan_at_zero(x, w, spec):
+        y = lax.forward(x, w, spec)
+        return y.at[0, 0, 0].set(jnp.nan)
+
+    name = "test_nan_at_zero"
+    monkeypatch.setitem(jaxconv._registry._REGISTRY, name,
+                        jaxconv.Impl(name, nan_at_zero, lax.input_grad, lax.weight_grad))
+    x, w = np.ones((1, 2, 5)), np.ones((3, 2, 3))
+    with pytest.raises(AssertionError, match=re.escape(f"  {name} output")):
+        assert_impls_agree(x, w, impls=("lax", name))
+    x[0, 0, 0] = np.nan  # now the reference has NaNs too: the same entries agree
+    report = assert_impls_agree(x, w, impls=("lax", "gather", "shift"))
+    assert report["gather"]["output"] == 0.0
 
 
 @pytest.mark.parametrize("impls", [("lax",), ("lax", "nope")])
