@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxconv import _autodiff, _registry
+from jaxconv import _autodiff, _registry, _sharding
 from jaxconv._auto import resolve_impl
 from jaxconv._padding import pad_trailing
 from jaxconv._spec import ConvSpec, conv_spec
@@ -46,13 +46,23 @@ FORWARD_MODE_HINT = (
 )
 
 
-def run_core(fn: str, core, input, weight, bias, batched: bool, *static) -> jax.Array:
-    """Call a jitted core on batched operands; turn JAX's forward-mode refusal of
-    ``custom_vjp`` into a jaxconv error that says what to use instead."""
+def run_core(fn: str, core, sharded, input, weight, bias, batched: bool, *static) -> jax.Array:
+    """Call a jitted core on batched operands, per shard (`sharded`, from
+    :mod:`jaxconv._sharding`) when they are sharded over explicit mesh axes; turn
+    JAX's forward-mode refusal of ``custom_vjp`` into a jaxconv error that says
+    what to use instead."""
     x = jnp.asarray(input)
+    x = x if batched else x[None]
+    w, b = jnp.asarray(weight), None if bias is None else jnp.asarray(bias)
     try:
-        y = core(x if batched else x[None], jnp.asarray(weight),
-                 None if bias is None else jnp.asarray(bias), *static)
+        layout = _sharding.explicit_layout(x, w, b)
+        if layout is None:
+            y = core(x, w, b, *static)
+        else:
+            shapes = [None if a is None else jax.ShapeDtypeStruct(a.shape, a.dtype)
+                      for a in (x, w, b)]  # without their shardings: only the shape
+            out_shape = jax.eval_shape(core, *shapes, *static).shape
+            y = sharded(core, x, w, b, *static, fn=fn, layout=layout, out_shape=out_shape)
     except TypeError as err:
         if "forward-mode autodiff" in str(err):
             raise TypeError(f"jaxconv.{fn}: {FORWARD_MODE_HINT}") from err
@@ -68,7 +78,7 @@ def _conv(fn: str, rank: int | None, input, weight, bias, stride, padding, dilat
     )
     spec = resolve_impl(fn, impl, spec, input.shape if batched else (1, *input.shape),
                         weight.shape, input.dtype)
-    return run_core(fn, conv_core, input, weight, bias, batched, spec)
+    return run_core(fn, conv_core, _sharding.sharded_conv, input, weight, bias, batched, spec)
 
 
 _DOC = """{rank_title} convolution with the semantics of ``torch.nn.functional.{torch_fn}``

@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from jaxconv import _autodiff, _registry
+from jaxconv import _autodiff, _registry, _sharding
 from jaxconv._auto import resolve_impl
 from jaxconv._conv import add_bias, run_core
 from jaxconv._spec import ConvSpec, conv_transpose_spec
@@ -44,7 +44,8 @@ def _conv_transpose(fn: str, rank: int | None, input, weight, bias, stride, padd
         precision, rank=rank, autodiff=autodiff,
     )
     spec = resolve_impl(fn, impl, spec, conv_input_shape, weight.shape, input.dtype)
-    return run_core(fn, conv_transpose_core, input, weight, bias, batched, spec, out_spatial)
+    return run_core(fn, conv_transpose_core, _sharding.sharded_conv_transpose, input, weight,
+                    bias, batched, spec, out_spatial)
 
 
 _DOC = """{rank_title} transposed convolution with the semantics of

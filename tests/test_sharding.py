@@ -1,0 +1,26 @@
+"""Runs tests/sharding_checks.py in its own pytest process on 8 simulated CPU devices.
+
+The device count is fixed when JAX starts, so the multi-device checks can't run in
+this session's process (which the rest of the suite shares); the subprocess gets
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` and its output is shown on
+failure.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_sharding_checks_on_8_simulated_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "tests/sharding_checks.py"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    tail = (result.stdout + result.stderr)[-6000:]
+    assert result.returncode == 0, tail
+    assert " passed" in result.stdout and "skipped" not in result.stdout, tail
