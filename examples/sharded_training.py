@@ -51,12 +51,12 @@ def parse_args(argv=None):
     return args
 
 
-def launch(args) -> int:
+def launch(args, argv) -> int:
     """Start `args.processes` copies of this script and wait for all of them."""
     with socket.socket() as s:  # a free local port for the coordinator
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    argv = sys.argv[1:]
+    argv = sys.argv[1:] if argv is None else list(argv)
     procs = [subprocess.Popen([sys.executable, __file__, *argv, "--process-id", str(i),
                                "--coordinator", f"localhost:{port}"])
              for i in range(args.processes)]
@@ -67,7 +67,7 @@ def launch(args) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.processes > 1 and args.process_id is None:
-        return launch(args)
+        return launch(args, argv)
 
     import jax
 
