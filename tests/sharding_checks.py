@@ -175,15 +175,16 @@ def test_channels_sharded_across_groups_raise():
 # ---------------------------------------------------------------- automatic axes
 
 
+@pytest.mark.parametrize("groups", [1, 4])
 @pytest.mark.parametrize("impl", IMPLS)
-def test_automatic_axes_data_parallel(impl):
+def test_automatic_axes_data_parallel(impl, groups):
     """With automatic axes XLA partitions the program: batch-sharded data parallelism on
     a 1-d mesh is correct for every impl and stays sharded."""
     mesh = jax.make_mesh((8,), ("d",), axis_types=(AxisType.Auto,))
-    x, w, b = _arrays(groups=1)
+    x, w, b = _arrays(groups=groups)
 
     def f(x, w, b):
-        return jaxconv.conv2d(x, w, b, stride=2, padding=1, impl=impl)
+        return jaxconv.conv2d(x, w, b, stride=2, padding=1, groups=groups, impl=impl)
 
     run = jax.jit(lambda *a: _loss_and_grads(f, *a))
     y_ref, g_ref = run(x, w, b)
