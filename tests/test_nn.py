@@ -90,6 +90,34 @@ def test_layers_are_hashable_descriptions():
         "Conv1d(2, 2, kernel_size=(3,), padding=((0, 2),))")
 
 
+def test_replace_rebuilds_and_revalidates():
+    layer = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+    other = layer.replace(impl="gather", stride=2)
+    assert type(other) is nn.Conv2d and other.impl == "gather" and other.stride == (2, 2)
+    assert other.replace(impl="auto", stride=1) == layer
+    t = nn.ConvTranspose3d(2, 4, 2, stride=2, output_padding=1)
+    assert t.replace(bias=False) == nn.ConvTranspose3d(2, 4, 2, stride=2, output_padding=1,
+                                                       bias=False)
+    with pytest.raises(ValueError, match=re.escape(
+            "jaxconv.nn.Conv2d: out_channels must be divisible by groups (as in PyTorch), "
+            "got out_channels=8, groups=3.")):
+        layer.replace(groups=3, in_channels=6)
+    with pytest.raises(TypeError, match=re.escape(
+            "jaxconv.nn.Conv2d.replace: unknown argument(s) ['output_padding']; a Conv2d has "
+            "['autodiff', 'bias', 'dilation', 'dtype', 'groups', 'impl', 'in_channels', "
+            "'kernel_size', 'num_spatial_dims', 'out_channels', 'padding', 'padding_mode', "
+            "'stride'].")):
+        layer.replace(output_padding=1)
+
+
+def test_from_torch_takes_impl_and_autodiff(torch):
+    layer, _ = nn.from_torch(torch.nn.Conv1d(2, 2, 3), impl="shift", autodiff="jax")
+    assert (layer.impl, layer.autodiff) == ("shift", "jax")
+    layers, _ = nn.from_torch_model(torch.nn.Sequential(torch.nn.Conv1d(2, 2, 3)),
+                                    impl=("lax", "gather", "shift"))
+    assert layers["0"].impl == ("lax", "gather", "shift")
+
+
 def test_four_d_layer_matches_the_function():
     layer = nn.Conv(4, 2, 4, 2, stride=(1, 2, 1, 1), padding=1, groups=2, dtype="float64")
     params = layer.init(jax.random.key(1))

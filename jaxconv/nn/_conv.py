@@ -148,6 +148,23 @@ class _ConvBase:
                 args.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(args)})"
 
+    def replace(self, **changes: Any):
+        """A copy with some constructor arguments changed, validated again, e.g.
+        ``layer.replace(impl="gather")`` (``dataclasses.replace`` can't call the
+        fixed-rank constructors, which take no ``num_spatial_dims``)."""
+        base = ConvTranspose if self.transposed else Conv
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - set(values))
+        if unknown:
+            raise _fail(TypeError, f"{self._fn}.replace", f"unknown argument(s) {unknown}; "
+                        f"a {type(self).__name__} has {sorted(values)}.")
+        values.update(changes)
+        layer = object.__new__(type(self))
+        base.__init__(layer, **values)
+        return layer
+
+    __replace__ = replace  # copy.replace (Python 3.13)
+
     @property
     def weight_shape(self) -> tuple[int, ...]:
         """PyTorch's weight layout: ``(out, in // groups, *k)``; transposed

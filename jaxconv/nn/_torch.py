@@ -58,12 +58,14 @@ def array_to_tensor(array: Any) -> Any:
     return torch.from_numpy(a)
 
 
-def from_torch(module: Any) -> tuple[Conv | ConvTranspose, dict[str, jax.Array]]:
+def from_torch(module: Any, *, impl: Any = "auto", autodiff: str = "custom"
+               ) -> tuple[Conv | ConvTranspose, dict[str, jax.Array]]:
     """A jaxconv layer and its params from a ``torch.nn`` convolution module.
 
     Args:
       module: a ``torch.nn.Conv1d/2d/3d`` or ``ConvTranspose1d/2d/3d`` (or a
         subclass), with float16/bfloat16/float32/float64 parameters.
+      impl, autodiff: the layer's, as for :func:`jaxconv.conv`.
 
     Returns:
       ``(layer, params)`` with ``layer(params, x)`` equal to ``module(x)`` and
@@ -86,7 +88,7 @@ def from_torch(module: Any) -> tuple[Conv | ConvTranspose, dict[str, jax.Array]]
     rank = len(module.kernel_size)
     kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation,
                   groups=module.groups, bias=module.bias is not None,
-                  padding_mode=module.padding_mode, dtype=dtype)
+                  padding_mode=module.padding_mode, dtype=dtype, impl=impl, autodiff=autodiff)
     if module.transposed:
         kwargs["output_padding"] = module.output_padding
     layer = getattr(_conv, _LAYERS[module.transposed, rank])(  # the class the user would write
@@ -179,9 +181,11 @@ def state_dict_to_torch(params: Mapping[str, Mapping[str, Any]]) -> dict[str, An
     return state
 
 
-def from_torch_model(model: Any) -> tuple[dict[str, Conv | ConvTranspose],
-                                           dict[str, dict[str, Any]]]:
+def from_torch_model(model: Any, *, impl: Any = "auto", autodiff: str = "custom"
+                     ) -> tuple[dict[str, Conv | ConvTranspose], dict[str, dict[str, Any]]]:
     """Every convolution of a PyTorch model as a jaxconv layer, and all its tensors.
+
+    ``impl`` and ``autodiff`` are given to every layer (see :func:`from_torch`).
 
     Returns:
       ``(layers, params)``: ``layers[path]`` for each ``Conv*d`` /
@@ -193,6 +197,7 @@ def from_torch_model(model: Any) -> tuple[dict[str, Conv | ConvTranspose],
     if not isinstance(model, torch.nn.Module):
         raise _fail(TypeError, "nn.from_torch_model", "`model` must be a torch.nn.Module, "
                     f"got {type(model).__name__}.")
-    layers = {path: from_torch(m)[0] for path, m in model.named_modules()
+    layers = {path: from_torch(m, impl=impl, autodiff=autodiff)[0]
+              for path, m in model.named_modules()
               if isinstance(m, torch.nn.modules.conv._ConvNd)}
     return layers, state_dict_from_torch(model)
