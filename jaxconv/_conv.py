@@ -21,6 +21,7 @@ from jaxconv import _autodiff, _registry, _sharding
 from jaxconv._auto import resolve_impl
 from jaxconv._padding import pad_trailing
 from jaxconv._spec import ConvSpec, conv_spec
+from jaxconv.impls._xla import accumulation_dtype
 
 
 @functools.partial(jax.jit, static_argnames="spec")
@@ -35,8 +36,16 @@ def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -
 
 
 def add_bias(y: jax.Array, b: jax.Array | None, rank: int) -> jax.Array:
-    """``y[n, o, ...] + b[o]``; its adjoint is ``db = Σ g`` over batch and space."""
-    return y if b is None else y + b.reshape((-1,) + (1,) * rank)
+    """``y[n, o, ...] + b[o]``; its adjoint is ``db = Σ g`` over batch and space.
+
+    Half types are added in float32 and rounded once, so that JAX's adjoint (the
+    transposed casts around a float32 sum) sums the bias gradient in float32 too:
+    summed in float16, 49152 threes stall at 8192 (bfloat16: 1024).
+    """
+    if b is None:
+        return y
+    acc = accumulation_dtype(y.dtype)
+    return (y.astype(acc) + b.astype(acc).reshape((-1,) + (1,) * rank)).astype(y.dtype)
 
 
 FORWARD_MODE_HINT = (
