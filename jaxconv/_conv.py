@@ -27,7 +27,13 @@ from jaxconv.impls._xla import accumulation_dtype
 @functools.partial(jax.jit, static_argnames="spec")
 def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -> jax.Array:
     """Batched convolution for a validated `spec`."""
-    x = pad_trailing(x, spec.mode_padding, spec.padding_mode)
+    if spec.padding_mode != "zeros" and accumulation_dtype(x.dtype) != x.dtype:
+        # The pre-pad's adjoint adds each border gradient to its source: in float32,
+        # so that an entry with m copies is rounded once, not m times (half types).
+        x = pad_trailing(x.astype(jnp.float32), spec.mode_padding,
+                         spec.padding_mode).astype(x.dtype)
+    else:
+        x = pad_trailing(x, spec.mode_padding, spec.padding_mode)
     if spec.autodiff == "custom":
         y = _autodiff.forward(x, w, spec)
     else:
