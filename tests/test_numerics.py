@@ -243,7 +243,7 @@ def test_padding_mode_input_gradient(torch, impl, dtype, mode):
     assert np.all(np.abs(dx - exact) <= bound), np.max(np.abs(dx - exact) / bound)
 
 
-# --- the bias: added in the half type; its gradient is a sum over batch x positions ---------
+# --- the bias: added to the rounded output; its gradient is a sum over batch x positions ---
 
 def _bias_case(kind: str, half: np.dtype):
     """Integer operands (exact sums): 128 channels x 3x3 to 4 (``y`` ~ 2600, above 2¹¹),
@@ -260,8 +260,8 @@ def _bias_case(kind: str, half: np.dtype):
 @pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("kind", ["conv", "conv_transpose"])
 def test_bias_is_added_with_at_most_one_more_rounding(torch, kind, dtype):
-    """``y + b`` is the correctly rounded sum, or (the bias being added in the half
-    type) the rounded ``y`` plus ``b``, rounded: never further off."""
+    """``y + b`` is the correctly rounded sum, or (the bias being added to the kernel's
+    half-rounded output) the rounded ``y`` plus ``b``, rounded: never further off."""
     half = HALF[dtype][0]
     x, w, b, _, fn = _bias_case(kind, half)
     out = np.asarray(jax.jit(fn)(x, w, b)).astype(np.float64)
