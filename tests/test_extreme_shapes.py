@@ -313,10 +313,6 @@ def test_gather_sample_larger_than_budget(budget):
         np.testing.assert_allclose(g, t, rtol=1e-10, atol=1e-10 * (1 + np.abs(t).max()))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "set_memory_budget does not reach a shape traced before: conv_core's trace is cached "
-    "by (shapes, spec) and the budget is not part of the key, so even a new jax.jit "
-    "wrapper reuses the old chunking until jax.clear_caches()"))
 def test_budget_change_applies_to_shapes_traced_before(budget):
     x, w = (jnp.asarray(a) for a in _draw([CHUNKED["x"], CHUNKED["w"]]))
 

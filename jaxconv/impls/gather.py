@@ -63,8 +63,11 @@ def set_memory_budget(nbytes: int) -> None:
 
     A single sample is never split, so one sample's patches may exceed it.
 
-    The budget is read when a convolution is traced, so it affects newly traced
-    calls only: a shape already compiled under ``jit`` keeps its chunking.
+    The budget is read when a convolution is traced. Setting it clears the caches
+    of jaxconv's own jitted cores, so every later call of jaxconv's functions
+    and layers is traced again with the new budget; a jitted function of yours
+    that already traced a jaxconv call keeps its program until it is traced
+    again (e.g. after ``jax.clear_caches()``).
 
     Raises:
       TypeError: `nbytes` is not an int.
@@ -76,7 +79,13 @@ def set_memory_budget(nbytes: int) -> None:
         raise ValueError(
             f"jaxconv.set_memory_budget: `nbytes` must be positive, got nbytes={nbytes}."
         )
-    _memory_budget = nbytes
+    if nbytes != _memory_budget:
+        _memory_budget = nbytes
+        # Imported here: these modules import the impls (this one among them).
+        from jaxconv import _conv, _conv_transpose, _lax_compat
+
+        for core in (_conv.conv_core, _conv_transpose.conv_transpose_core, _lax_compat._core):
+            core.clear_cache()
 
 
 def get_memory_budget() -> int:
