@@ -24,7 +24,14 @@ import jax
 import numpy as np
 
 from jaxconv._registry import available_impls
-from jaxconv._spec import ConvSpec, _fail, conv_spec, conv_transpose_spec
+from jaxconv._spec import (
+    ConvSpec,
+    _fail,
+    conv_spec,
+    conv_transpose_spec,
+    dtype_name,
+    shape_tuple,
+)
 
 KERNELS = ("forward", "input_grad", "weight_grad")
 
@@ -132,7 +139,7 @@ def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
 def check_impl(fn: str, impl: Any) -> str | tuple[str, str, str]:
     """An ``impl=`` argument in canonical form: ``"auto"``, a registered name, or a
     ``(forward, input_grad, weight_grad)`` tuple of names."""
-    if impl == "auto" or (isinstance(impl, str) and impl in available_impls()):
+    if isinstance(impl, str) and (impl == "auto" or impl in available_impls()):
         return impl
     if (isinstance(impl, tuple) and len(impl) == 3
             and all(isinstance(i, str) and i in available_impls() for i in impl)):
@@ -169,9 +176,28 @@ def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
       An :class:`AutoChoice`; ``print`` it for a per-kernel table.
 
     Raises:
-      ValueError, TypeError: as the call would.
+      ValueError, TypeError: as the call would; and for shapes that are not tuples
+        of non-negative ints, a `dtype` jaxconv doesn't compute, a `backend` that
+        is not a string, a `transpose` that is not a bool, a `padding_mode` other
+        than ``"zeros"`` with ``transpose=True`` (conv_transpose takes none) or
+        an `output_padding` with ``transpose=False`` (conv takes none).
     """
-    dt = np.dtype(jax.numpy.dtype(dtype))
+    fn = "explain_auto"
+    input_shape = shape_tuple(fn, "input_shape", input_shape)
+    weight_shape = shape_tuple(fn, "weight_shape", weight_shape)
+    dt = np.dtype(jax.numpy.dtype(dtype_name(fn, dtype)))
+    if backend is not None and not isinstance(backend, str):
+        raise _fail(TypeError, fn, "`backend` must be None or a backend name such as 'cpu', "
+                    f"'gpu' or 'tpu', got backend={backend!r}.")
+    if not isinstance(transpose, (bool, np.bool_)):
+        raise _fail(TypeError, fn, f"`transpose` must be a bool, got transpose={transpose!r}.")
+    if transpose and not (isinstance(padding_mode, str) and padding_mode == "zeros"):
+        raise _fail(ValueError, fn, "`padding_mode` must be 'zeros' with transpose=True "
+                    f"(conv_transpose pads with zeros only), got padding_mode={padding_mode!r}.")
+    if not transpose and not (isinstance(output_padding, (int, np.integer))
+                              and not isinstance(output_padding, bool) and output_padding == 0):
+        raise _fail(ValueError, fn, "`output_padding` is an argument of conv_transpose only: "
+                    f"pass transpose=True with it, got output_padding={output_padding!r}.")
     x, w = shape_stand_in(input_shape, dt), shape_stand_in(weight_shape, dt)
     backend = jax.default_backend() if backend is None else backend
     if transpose:

@@ -42,11 +42,16 @@ from jax import lax
 from jaxconv._auto import check_impl
 from jaxconv._conv import FORWARD_MODE_HINT, conv
 from jaxconv._spec import (
+    MAX_SIZE,
     _fail,
     canonical_precision,
     check_array,
+    check_at_most,
     check_autodiff,
     check_dtype,
+    check_elements,
+    check_int64,
+    is_sequence,
 )
 
 FN = "conv_general_dilated"
@@ -56,7 +61,7 @@ Pairs = tuple[tuple[int, int], ...]
 
 
 def _is_sequence(value: Any) -> bool:
-    return (isinstance(value, Sequence) and not isinstance(value, str)) or (
+    return is_sequence(value) or (
         isinstance(value, np.ndarray) and value.ndim >= 1)
 
 
@@ -64,7 +69,7 @@ def _as_int(name: str, value: Any, whole: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise _fail(TypeError, FN, f"`{name}` must hold ints, got {value!r} in "
                     f"{name}={whole!r}.")
-    return operator.index(value)
+    return check_int64(FN, name, operator.index(value), whole)
 
 
 def _positive_ints(name: str, value: Any, rank: int) -> tuple[int, ...]:
@@ -79,6 +84,7 @@ def _positive_ints(name: str, value: Any, rank: int) -> tuple[int, ...]:
     out = tuple(_as_int(name, v, value) for v in items)
     if any(v <= 0 for v in out):
         raise _fail(ValueError, FN, f"`{name}` must be positive, got {name}={value!r}.")
+    check_at_most(FN, name, out, value)
     return out
 
 
@@ -87,7 +93,7 @@ def _group_count(name: str, value: Any) -> int:
         raise _fail(TypeError, FN, f"`{name}` must be an int, got {name}={value!r}.")
     if value <= 0:
         raise _fail(ValueError, FN, f"`{name}` must be positive, got {name}={value}.")
-    return operator.index(value)
+    return check_int64(FN, name, operator.index(value), value)
 
 
 def _dimension_numbers(lhs_shape: tuple[int, ...], rhs_shape: tuple[int, ...],
@@ -144,6 +150,7 @@ def _padding(padding: Any, in_spatial: Sequence[int], window: Sequence[int],
             raise _fail(ValueError, FN, f"each item of `padding` must be a (low, high) pair, "
                         f"got {item!r} in padding={padding!r}.")
         pairs.append(tuple(_as_int("padding", v, padding) for v in item))
+    check_at_most(FN, "padding", [p for pair in pairs for p in pair], padding)
     return tuple(pairs)
 
 
@@ -152,6 +159,8 @@ def _result_dtype(dtype: Any, preferred_element_type: Any) -> np.dtype:
     if preferred_element_type is None:
         return np.dtype(dtype)
     try:
+        if not isinstance(preferred_element_type, (str, np.dtype, type)):
+            raise TypeError(preferred_element_type)
         preferred = jax.dtypes.canonicalize_dtype(np.dtype(preferred_element_type))
     except TypeError as err:
         raise _fail(TypeError, FN, "`preferred_element_type` must be None or a dtype, got "
@@ -375,15 +384,21 @@ def conv_general_dilated(
                     f"`batch_group_count`, got batch_group_count={bgc}.")
 
     window = tuple(_dilate(k, d) for k, d in zip(kernel, rhs_dil, strict=True))
+    dilated = tuple(_dilate(s, d) for s, d in zip(in_spatial, lhs_dil, strict=True))
+    if max(dilated, default=0) > MAX_SIZE:
+        check_elements(FN, "an lhs-dilated input", (n, c, *dilated),
+                       f"lhs_dilation={lhs_dil}")
     pads = _padding(padding, in_spatial, window, strides, lhs_dil)
-    padded = tuple(_dilate(s, d) + lo + hi
-                   for s, d, (lo, hi) in zip(in_spatial, lhs_dil, pads, strict=True))
+    padded = tuple(m + lo + hi for m, (lo, hi) in zip(dilated, pads, strict=True))
     if any(p < 0 for p in padded):
         raise _fail(ValueError, FN, "negative padding crops more than the (lhs-dilated) "
                     f"input holds: got padding={pads} for input spatial size "
                     f"{tuple(in_spatial)} with lhs_dilation={lhs_dil}.")
+    culprits = f"padding={pads}, lhs_dilation={lhs_dil}"
+    check_elements(FN, "a padded lhs", (n, c, *padded), culprits)
     out_spatial = tuple(max((p - k) // s + 1, 0)
                         for p, k, s in zip(padded, window, strides, strict=True))
+    check_elements(FN, "an output", (n // bgc, o, *out_spatial), culprits)
 
     try:
         return _core(lhs, rhs, perms=(lhs_perm, rhs_perm, out_perm), strides=strides,

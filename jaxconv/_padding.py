@@ -26,13 +26,23 @@ to PyTorch.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv._spec import Pairs, _fail, as_int, check_array, check_mode_padding
+from jaxconv._spec import (
+    Pairs,
+    _fail,
+    as_int,
+    check_array,
+    check_at_most,
+    check_elements,
+    check_mode_padding,
+    is_sequence,
+)
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
@@ -94,7 +104,8 @@ def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None
 
     `pad` lists ``(lo, hi)`` amounts starting from the **last** dimension:
     ``(left, right)`` pads the last axis, ``(left, right, top, bottom)`` the last
-    two, and so on. Negative amounts crop.
+    two, and so on. Negative amounts crop (as in PyTorch, which crops before it
+    pads: together at most that dimension's size).
 
     Modes, on ``1234`` padded by ``(2, 2)``:
 
@@ -111,23 +122,29 @@ def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None
       input: array of any rank.
       pad: tuple of ``2 * m`` ints, ``m <= input.ndim``.
       mode: ``"constant"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
-      value: fill value for ``"constant"``; other modes take none.
+      value: fill value for ``"constant"``; other modes take none (or 0, as in
+        PyTorch).
 
     Returns:
       The padded array, with the input's dtype.
 
     Raises:
-      TypeError: `input` is not an array, or `pad` holds non-integers.
+      TypeError: `input` is not an array (or a masked one, or of a dtype JAX
+        can't hold), `pad` is not a tuple (or list) of ints, or `value` is not a
+        real number.
       ValueError: odd or too long `pad`, unknown `mode`, a `value` with a
-        non-constant mode, or pads past PyTorch's limits.
+        non-constant mode or one the input's dtype can't hold without overflow
+        (as in PyTorch), pads past PyTorch's limits, or an output of more than
+        2**56 elements.
     """
     fn = "pad"
     check_array(fn, "input", input)
     if not isinstance(mode, str) or mode not in PAD_MODES:
         raise _fail(ValueError, fn, f"`mode` must be one of {PAD_MODES}, got mode={mode!r}.")
-    if isinstance(pad, (str, bytes)) or not hasattr(pad, "__len__"):
+    if not is_sequence(pad):
         raise _fail(TypeError, fn, f"`pad` must be a tuple of ints, got pad={pad!r}.")
-    amounts = tuple(as_int(fn, "pad", p) for p in pad)
+    amounts = tuple(as_int(fn, "pad", p, pad) for p in pad)
+    check_at_most(fn, "pad", amounts, pad)
     if len(amounts) % 2:
         raise _fail(
             ValueError, fn, f"`pad` length must be divisible by 2, got pad={tuple(pad)!r}."
@@ -139,10 +156,13 @@ def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None
             f"`pad` has {len(amounts)} entries but a {input.ndim}-d input allows at "
             f"most {2 * input.ndim}, got pad={tuple(pad)!r}.",
         )
-    if value is not None and not (
-            isinstance(value, (int, float, np.number)) and not isinstance(value, bool)):
+    if value is not None and (isinstance(value, bool) or not isinstance(
+            value, (int, float, np.integer, np.floating))):
         raise _fail(TypeError, fn, f"`value` must be a real number or None, got {value!r}.")
-    if mode != "constant" and value is not None:
+    if isinstance(value, (int, np.integer)) and abs(int(value)) > float(np.finfo(np.float64).max):
+        raise _fail(ValueError, fn, f"`value` must fit in a float64 (as in PyTorch), got "
+                    f"value={value!r}.")
+    if mode != "constant" and value is not None and value != 0:  # PyTorch lets 0 pass
         raise _fail(
             ValueError, fn, f"mode={mode!r} doesn't take a `value`, got value={value!r}."
         )
@@ -151,7 +171,7 @@ def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None
     first = input.ndim - len(pairs)
     sizes = input.shape[first:]
     for axis, n, (lo, hi) in zip(range(first, input.ndim), sizes, pairs, strict=True):
-        if n + lo + hi < 0:
+        if n + min(lo, 0) + min(hi, 0) < 0:  # PyTorch crops first, then pads
             raise _fail(
                 ValueError,
                 fn,
@@ -159,5 +179,31 @@ def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None
             )
     if mode != "constant":
         check_mode_padding(fn, "pad", mode, sizes, pairs, range(first, input.ndim))
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(sizes, pairs, strict=True))
+    check_elements(fn, "an output", (*input.shape[:first], *padded), f"pad={tuple(pad)!r}")
+    # Checked only when something is filled, as in PyTorch (crops and no-ops take any value).
+    fills = mode == "constant" and any(lo > 0 or hi > 0 for lo, hi in pairs)
+    fill = fill_value(fn, value, input.dtype) if value is not None and fills else 0
     x = jnp.asarray(input)
-    return pad_trailing(x, pairs, mode, 0.0 if value is None else value)
+    return pad_trailing(x, pairs, mode, fill)
+
+
+def fill_value(fn: str, value: Any, dtype: Any) -> Any:
+    """`value` (a real number) converted for an array of `dtype`, by PyTorch's rule: it must
+    convert without overflow. Into an integer dtype it is truncated toward zero and must be
+    finite and in range; into a floating (or complex) dtype a finite value must stay
+    finite (inf and nan pass); bool takes any value."""
+    dtype = np.dtype(dtype)
+    # As a Python int or float: exact comparisons, no NumPy casts of the limits.
+    value_ = int(value) if isinstance(value, (int, np.integer)) else float(value)
+    finite = isinstance(value_, int) or math.isfinite(value_)
+    if jnp.issubdtype(dtype, np.bool_):
+        return bool(value_)
+    if jnp.issubdtype(dtype, np.integer):
+        info = jnp.iinfo(dtype)
+        if finite and int(info.min) <= value_ <= int(info.max):
+            return int(value_)
+    elif not finite or abs(value_) <= float(jnp.finfo(dtype).max):
+        return float(value_)
+    raise _fail(ValueError, fn, f"`value` can't be converted to the input's dtype {dtype.name} "
+                f"without overflow (as in PyTorch), got value={value!r}.")

@@ -9,6 +9,7 @@ static argument of the jitted core. Implementations never re-parse or re-check.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,17 @@ AUTODIFF_MODES = ("custom", "jax")
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 Pairs = tuple[tuple[int, int], ...]
+
+# Integer arguments are 64-bit, as in PyTorch (which refuses larger Python ints).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# The largest size, pad, stride or dilation, and the most elements of any array a call
+# reads or writes (padded input, output). XLA does not raise on larger ones: it aborts
+# the whole process when a shape's byte size overflows int64, and its shape arithmetic
+# (a padded size plus a stride, a dilated window) must not overflow either. 2**56 elements
+# is far more than any device holds (64 PiB of float8), and leaves room below the abort
+# for the impls' intermediates (padded copies, float32 accumulators, patch tensors).
+MAX_SIZE = 2**56
+MAX_SIZE_TEXT = "2**56"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,18 +100,40 @@ class ConvSpec:
         )
 
 
+def is_sequence(value: Any) -> bool:
+    """A tuple, list or range of items, not a string of characters or bytes."""
+    return isinstance(value, Sequence) and not isinstance(
+        value, (str, bytes, bytearray, memoryview))
+
+
 def _fail(cls: type[Exception], fn: str, message: str) -> Exception:
     return cls(f"jaxconv.{fn}: {message}")
 
 
 def check_array(fn: str, name: str, value: Any) -> None:
-    """`value` must be a jax.Array (tracers included) or a NumPy array or scalar."""
+    """`value` must be a jax.Array (tracers included) or a NumPy array or scalar, of a
+    dtype JAX holds (bool or numeric); NumPy masked arrays are refused, as JAX does."""
     if not isinstance(value, (jax.Array, np.ndarray, np.generic)):
         raise _fail(
             TypeError,
             fn,
             f"`{name}` must be an array (jax.Array or numpy.ndarray), "
             f"got {type(value).__name__}.",
+        )
+    if isinstance(value, np.ma.MaskedArray):
+        raise _fail(
+            TypeError,
+            fn,
+            f"`{name}` must be an array (jax.Array or numpy.ndarray), got a NumPy masked "
+            f"array, which JAX does not take; pass {name}.filled() instead.",
+        )
+    dtype = value.dtype
+    if not (jnp.issubdtype(dtype, np.number) or jnp.issubdtype(dtype, np.bool_)):
+        raise _fail(
+            TypeError,
+            fn,
+            f"`{name}` has dtype {np.dtype(dtype).name}, which JAX arrays can't hold "
+            "(they hold bool and numeric dtypes).",
         )
 
 
@@ -113,16 +147,85 @@ def check_dtype(fn: str, name: str, dtype: Any) -> None:
         )
 
 
-def as_int(fn: str, name: str, value: Any) -> int:
-    """An integer argument: Python or NumPy ints, not bools, floats or arrays."""
+def check_int64(fn: str, name: str, value: int, whole: Any) -> int:
+    """`value` (an item of the argument `whole`) must fit in 64 bits, as in PyTorch."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise _fail(
+            ValueError,
+            fn,
+            f"`{name}` must fit in a signed 64-bit integer (as in PyTorch), got "
+            f"{name}={whole!r}.",
+        )
+    return value
+
+
+def dtype_name(fn: str, dtype: Any, name: str = "dtype") -> str:
+    """A parameter dtype argument: one of :data:`DTYPES` as a name, a NumPy dtype or a
+    scalar type (``jnp.float32``); ``None`` is PyTorch's default, float32."""
+    if dtype is None:
+        return "float32"
+    resolved = None
+    if isinstance(dtype, (str, np.dtype, type)):
+        try:
+            resolved = jnp.dtype(dtype).name
+        except TypeError:
+            pass
+    if resolved not in DTYPES:
+        raise _fail(TypeError, fn, f"`{name}` must be one of {DTYPES}, got {name}={dtype!r}.")
+    return resolved
+
+
+def shape_tuple(fn: str, name: str, shape: Any) -> tuple[int, ...]:
+    """An array shape given as an argument: a tuple (or list) of at most 64 (NumPy's
+    limit) non-negative ints, with at most :data:`MAX_SIZE` elements."""
+    if not is_sequence(shape):
+        raise _fail(TypeError, fn, f"`{name}` must be a tuple of ints, got {name}={shape!r}.")
+    dims = tuple(as_int(fn, name, d, shape) for d in shape)
+    if any(d < 0 for d in dims) or len(dims) > 64:
+        raise _fail(ValueError, fn, f"`{name}` must be a shape: at most 64 non-negative ints, "
+                    f"got {name}={shape!r}.")
+    if max(dims, default=0) > MAX_SIZE or math.prod(dims) > MAX_SIZE:
+        raise _fail(ValueError, fn, f"`{name}` must have at most {MAX_SIZE_TEXT} elements (no "
+                    f"array can be that large), got {name}={shape!r}.")
+    return dims
+
+
+def as_int(fn: str, name: str, value: Any, whole: Any = None) -> int:
+    """An integer argument: Python or NumPy ints (not bools, floats or arrays) of 64 bits.
+
+    `whole` is the argument `value` is an item of, for the message (default: `value`)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise _fail(TypeError, fn, f"`{name}` must be an int, got {value!r}.")
-    return operator.index(value)
+    return check_int64(fn, name, operator.index(value), value if whole is None else whole)
+
+
+def check_at_most(fn: str, name: str, values: Sequence[int], whole: Any) -> None:
+    """Every one of `values` (from the argument `whole`) at most :data:`MAX_SIZE` in size."""
+    if any(abs(v) > MAX_SIZE for v in values):
+        raise _fail(
+            ValueError,
+            fn,
+            f"`{name}` must be at most {MAX_SIZE_TEXT} (no array can be that large), got "
+            f"{name}={whole!r}.",
+        )
+
+
+def check_elements(fn: str, what: str, shape: Sequence[int], culprits: str) -> None:
+    """An array a call would build, of `shape`, must have at most :data:`MAX_SIZE` elements
+    (and sizes); `culprits` names the arguments that made it that large."""
+    if max(shape, default=0) > MAX_SIZE or math.prod(shape) > MAX_SIZE:
+        raise _fail(
+            ValueError,
+            fn,
+            f"{culprits} would make {what} of shape {tuple(shape)}, more than "
+            f"{MAX_SIZE_TEXT} elements (no device holds that many; XLA aborts the process on "
+            "such shapes).",
+        )
 
 
 def int_tuple(fn: str, name: str, value: Any, rank: int) -> tuple[int, ...]:
     """An int (repeated `rank` times) or a sequence of `rank` ints."""
-    if isinstance(value, Sequence) and not isinstance(value, str):
+    if is_sequence(value):
         items = tuple(value)
         if len(items) != rank:
             raise _fail(
@@ -131,20 +234,21 @@ def int_tuple(fn: str, name: str, value: Any, rank: int) -> tuple[int, ...]:
                 f"`{name}` must be an int or a tuple of {rank} ints for a {rank}-d "
                 f"convolution, got {name}={value!r} of length {len(items)}.",
             )
-        return tuple(as_int(fn, name, v) for v in items)
+        return tuple(as_int(fn, name, v, value) for v in items)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise _fail(
             TypeError,
             fn,
             f"`{name}` must be an int or a tuple of {rank} ints, got {value!r}.",
         )
-    return (operator.index(value),) * rank
+    return (check_int64(fn, name, operator.index(value), value),) * rank
 
 
 def positive_tuple(fn: str, name: str, value: Any, rank: int) -> tuple[int, ...]:
     out = int_tuple(fn, name, value, rank)
     if any(v <= 0 for v in out):
         raise _fail(ValueError, fn, f"`{name}` must be positive, got {name}={value!r}.")
+    check_at_most(fn, name, out, value)
     return out
 
 
@@ -152,6 +256,7 @@ def non_negative_tuple(fn: str, name: str, value: Any, rank: int) -> tuple[int, 
     out = int_tuple(fn, name, value, rank)
     if any(v < 0 for v in out):
         raise _fail(ValueError, fn, f"`{name}` must be non-negative, got {name}={value!r}.")
+    check_at_most(fn, name, out, value)
     return out
 
 
@@ -192,7 +297,7 @@ def canonical_padding(
 def padding_pairs(fn: str, padding: Any, rank: int) -> Pairs:
     """An int, or one item per spatial axis: an int (both sides, as in PyTorch) or a
     ``(low, high)`` pair (beyond PyTorch); every pad >= 0."""
-    if not isinstance(padding, Sequence) or isinstance(padding, str):
+    if not is_sequence(padding):
         if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)):
             raise _fail(
                 TypeError,
@@ -200,7 +305,7 @@ def padding_pairs(fn: str, padding: Any, rank: int) -> Pairs:
                 f"`padding` must be an int, or a tuple of {rank} ints or (low, high) pairs, "
                 f"got {padding!r}.",
             )
-        pairs = ((operator.index(padding),) * 2,) * rank
+        pairs = ((check_int64(fn, "padding", operator.index(padding), padding),) * 2,) * rank
     else:
         items = tuple(padding)
         if len(items) != rank:
@@ -215,7 +320,7 @@ def padding_pairs(fn: str, padding: Any, rank: int) -> Pairs:
             )
         pairs = []
         for item in items:
-            if isinstance(item, Sequence) and not isinstance(item, str):
+            if is_sequence(item):
                 if len(item) != 2:
                     raise _fail(
                         ValueError,
@@ -223,12 +328,13 @@ def padding_pairs(fn: str, padding: Any, rank: int) -> Pairs:
                         f"each (low, high) pair in `padding` must hold 2 ints, got {item!r} "
                         f"in padding={padding!r}.",
                     )
-                pairs.append(tuple(as_int(fn, "padding", v) for v in item))
+                pairs.append(tuple(as_int(fn, "padding", v, padding) for v in item))
             else:
-                pairs.append((as_int(fn, "padding", item),) * 2)
+                pairs.append((as_int(fn, "padding", item, padding),) * 2)
         pairs = tuple(pairs)
     if any(p < 0 for pair in pairs for p in pair):
         raise _fail(ValueError, fn, f"`padding` must be non-negative, got padding={padding!r}.")
+    check_at_most(fn, "padding", [p for pair in pairs for p in pair], padding)
     return pairs
 
 
@@ -240,8 +346,12 @@ def canonical_precision(fn: str, precision: Any) -> Any:
             return lax.Precision(precision)
         except ValueError:
             pass
-    elif isinstance(precision, tuple) and len(precision) == 2 and None not in precision:
-        return tuple(canonical_precision(fn, p) for p in precision)
+    elif isinstance(precision, tuple) and len(precision) == 2 and all(
+            isinstance(p, (str, lax.Precision)) for p in precision):
+        try:
+            return tuple(canonical_precision(fn, p) for p in precision)
+        except ValueError:
+            pass
     raise _fail(
         ValueError,
         fn,
@@ -478,6 +588,8 @@ def conv_spec(
         spatial_axes = range(input.ndim - rank, input.ndim)
         check_mode_padding(fn, "padding", padding_mode, in_spatial, pads, spatial_axes)
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(in_spatial, pads, strict=True))
+    batch = input.shape[0] if ops.batched else 1
+    check_elements(fn, "a padded input", (batch, ops.in_channels, *padded), f"padding={padding!r}")
     extent = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel, strict=True))
     if any(e > p for e, p in zip(extent, padded, strict=True)):
         raise _fail(
@@ -488,6 +600,9 @@ def conv_spec(
             "be greater than the padded input."
             + channels_last_hint(input.shape, ops.weight_shape, rank, groups, transpose=False),
         )
+
+    out_spatial = tuple((p - e) // s + 1 for p, e, s in zip(padded, extent, stride, strict=True))
+    check_elements(fn, "an output", (batch, out_channels, *out_spatial), f"padding={padding!r}")
 
     spec = ConvSpec(rank=rank, stride=stride, padding=pads, dilation=dilation, groups=groups,
                     padding_mode=padding_mode, precision=precision, autodiff=autodiff)
@@ -559,6 +674,11 @@ def conv_transpose_spec(
             f"output_padding + 1 must be positive, got {out_spatial} for input size "
             f"{in_spatial}, padding {pads}.",
         )
+    # The output before `padding` crops it: the size every impl works at.
+    full = tuple(o + lo + hi for o, (lo, hi) in zip(out_spatial, pads, strict=True))
+    batch = input.shape[0] if ops.batched else 1
+    culprits = f"stride={stride}, dilation={dilation}"
+    check_elements(fn, "an uncropped output", (batch, out_channels, *full), culprits)
     spec = ConvSpec(rank=rank, stride=stride, padding=pads, dilation=dilation, groups=groups,
                     precision=precision, autodiff=autodiff)
     batch = input.shape[:1] if ops.batched else (1,)

@@ -11,6 +11,11 @@ import numpy as np
 
 from jaxconv._conv import conv
 from jaxconv._registry import available_impls
+from jaxconv._spec import _fail, conv_spec, is_sequence
+
+# The keyword arguments of jaxconv.conv that assert_impls_agree passes on, with defaults.
+CONV_KWARGS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "padding_mode": "zeros",
+               "precision": None, "autodiff": "custom"}
 
 # Default (rtol, atol) per dtype, relative to the scale 1 + max|reference|.
 TOLERANCES = {
@@ -57,16 +62,25 @@ def assert_impls_agree(input: Any, weight: Any, bias: Any = None, *,
       rtol, atol: tolerance ``|a - b| <= atol·scale + rtol·|b|`` with
         ``scale = 1 + max|b|``; defaults depend on the input dtype
         (float64: 1e-10, float32: 1e-4, float16: 5e-3, bfloat16: 3e-2).
-      **conv_kwargs: stride, padding, dilation, groups, padding_mode, precision.
+      **conv_kwargs: stride, padding, dilation, groups, padding_mode, precision,
+        autodiff.
 
     Returns:
       ``{impl: {quantity: max abs difference from the reference}}``.
 
     Raises:
       AssertionError: listing every (impl, quantity) that disagrees and by how much.
-      ValueError: fewer than two impls, or an unknown impl.
+      ValueError: fewer than two impls, an unknown impl, a negative or NaN
+        tolerance, or a convolution :func:`jaxconv.conv` would refuse.
+      TypeError: arguments of the wrong kind (as :func:`jaxconv.conv` says), impls
+        that are not a sequence of names, a tolerance that is not a real number,
+        or an unknown keyword argument.
     """
     fn = "testing.assert_impls_agree"
+    if impls is not None and (not is_sequence(impls)
+                              or not all(isinstance(i, str) for i in impls)):
+        raise _fail(TypeError, fn, f"`impls` must be a sequence of impl names (at least two "
+                    f"of {available_impls()}), got impls={impls!r}.")
     impls = tuple(available_impls() if impls is None else impls)
     unknown = [i for i in impls if i not in available_impls()]
     if unknown or len(impls) < 2:
@@ -74,7 +88,26 @@ def assert_impls_agree(input: Any, weight: Any, bias: Any = None, *,
             f"jaxconv.{fn}: `impls` must name at least two of {available_impls()}, "
             f"got impls={impls!r}."
         )
-    dtype = jnp.dtype(getattr(input, "dtype", np.float32)).name
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if tol is None:
+            continue
+        if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)):
+            raise _fail(TypeError, fn, f"`{name}` must be None or a non-negative real number, "
+                        f"got {name}={tol!r}.")
+        if not tol >= 0:  # NaN too
+            raise _fail(ValueError, fn, f"`{name}` must be None or a non-negative real number, "
+                        f"got {name}={tol!r}.")
+    unknown_kwargs = sorted(set(conv_kwargs) - set(CONV_KWARGS))
+    if unknown_kwargs:
+        hint = " (name the impls with `impls`)" if "impl" in unknown_kwargs else ""
+        raise _fail(TypeError, fn, f"unexpected keyword argument(s) {unknown_kwargs}{hint}; "
+                    f"the convolution's are {tuple(CONV_KWARGS)}.")
+    # The convolution's arguments, validated once as jaxconv.conv would, under this name.
+    options = {**CONV_KWARGS, **conv_kwargs}
+    conv_spec(fn, input, weight, bias, options["stride"], options["padding"],
+              options["dilation"], options["groups"], options["padding_mode"],
+              options["precision"], autodiff=options["autodiff"])
+    dtype = jnp.dtype(input.dtype).name
     default_rtol, default_atol = TOLERANCES.get(dtype, TOLERANCES["float32"])
     rtol = default_rtol if rtol is None else rtol
     atol = default_atol if atol is None else atol

@@ -26,22 +26,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxconv._auto import check_impl
 from jaxconv._conv import conv
 from jaxconv._conv_transpose import conv_transpose
 from jaxconv._spec import (
-    DTYPES,
     PADDING_MODES,
     _fail,
     as_int,
+    check_array,
+    check_at_most,
     check_autodiff,
+    check_elements,
+    dtype_name,
+    is_sequence,
     non_negative_tuple,
     padding_pairs,
     positive_tuple,
 )
+
+# A weight has num_spatial_dims + 2 dimensions, and NumPy arrays at most 64.
+MAX_SPATIAL_DIMS = 62
 
 Padding = str | tuple[int | tuple[int, int], ...]
 
@@ -56,16 +62,6 @@ def _canonical_padding(fn: str, padding: Any, rank: int, transposed: bool) -> Pa
         return padding
     pairs = padding_pairs(fn, padding, rank)
     return tuple(lo if lo == hi else (lo, hi) for lo, hi in pairs)
-
-
-def _dtype_name(fn: str, dtype: Any) -> str:
-    try:
-        name = jnp.dtype(dtype).name
-    except TypeError:
-        name = None
-    if name not in DTYPES:
-        raise _fail(TypeError, fn, f"`dtype` must be one of {DTYPES}, got dtype={dtype!r}.")
-    return name
 
 
 @dataclasses.dataclass(frozen=True, init=False, repr=False)
@@ -99,12 +95,17 @@ class _ConvBase:
         if rank <= 0:
             raise _fail(ValueError, fn, f"`num_spatial_dims` must be positive, got "
                         f"num_spatial_dims={rank}.")
+        if rank > MAX_SPATIAL_DIMS:
+            raise _fail(ValueError, fn, f"`num_spatial_dims` must be at most {MAX_SPATIAL_DIMS} "
+                        "(the weight has num_spatial_dims + 2 dimensions, a NumPy array at most "
+                        f"64), got num_spatial_dims={rank}.")
         values["num_spatial_dims"] = rank
         for name in ("in_channels", "out_channels"):
             values[name] = as_int(fn, name, values[name])
             if values[name] <= 0:
                 raise _fail(ValueError, fn, f"`{name}` must be positive, got "
                             f"{name}={values[name]}.")
+            check_at_most(fn, name, (values[name],), values[name])
         for name in ("kernel_size", "stride", "dilation"):
             values[name] = positive_tuple(fn, name, values[name], rank)
         groups = values["groups"] = as_int(fn, "groups", values["groups"])
@@ -115,6 +116,11 @@ class _ConvBase:
             if values[name] % groups:
                 raise _fail(ValueError, fn, f"{name} must be divisible by groups (as in "
                             f"PyTorch), got {name}={values[name]}, groups={groups}.")
+        lead, other = ((values["in_channels"], values["out_channels"]) if self.transposed
+                       else (values["out_channels"], values["in_channels"]))
+        check_elements(fn, "a weight", (lead, other // groups, *values["kernel_size"]),
+                       f"in_channels={values['in_channels']}, out_channels="
+                       f"{values['out_channels']}, kernel_size={values['kernel_size']}")
         if not isinstance(values["bias"], (bool, np.bool_)):
             raise _fail(TypeError, fn, f"`bias` must be a bool, got bias={values['bias']!r}.")
         values["bias"] = bool(values["bias"])
@@ -128,7 +134,7 @@ class _ConvBase:
                         f"padding_mode={mode!r}.")
         values["impl"] = check_impl(fn, values["impl"])
         values["autodiff"] = check_autodiff(fn, values["autodiff"])
-        values["dtype"] = _dtype_name(fn, values["dtype"])
+        values["dtype"] = dtype_name(fn, values["dtype"])
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -213,6 +219,8 @@ class _ConvBase:
         shapes = (("weight", weight, self.weight_shape),
                   ("bias", bias, (self.out_channels,)))
         for name, value, shape in shapes:
+            if value is not None:
+                check_array(fn, f"params[{name!r}]", value)
             if value is not None and tuple(np.shape(value)) != shape:
                 raise _fail(ValueError, fn, f"params[{name!r}] must have shape {shape} for "
                             f"{self!r}, got {tuple(np.shape(value))}.")
@@ -227,7 +235,7 @@ class Conv(_ConvBase):
     exactly PyTorch's positional arguments.
 
     Args:
-      num_spatial_dims: the spatial rank (any rank >= 1; PyTorch stops at 3).
+      num_spatial_dims: the spatial rank (1 to 62; PyTorch stops at 3).
       in_channels, out_channels: >= 1, each divisible by ``groups``.
       kernel_size, stride, dilation: int or tuple of ``num_spatial_dims`` ints, >= 1.
       padding: int, tuple, ``"same"`` or ``"valid"`` as in PyTorch; beyond
@@ -236,7 +244,8 @@ class Conv(_ConvBase):
       bias: whether the layer has a bias.
       padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
       impl, autodiff: as for :func:`jaxconv.conv` (keyword-only).
-      dtype: the parameters' dtype (``init``): float16, bfloat16, float32, float64.
+      dtype: the parameters' dtype (``init``): float16, bfloat16, float32, float64;
+        ``None`` is float32 (PyTorch's default dtype).
 
     Raises:
       ValueError / TypeError: at construction, PyTorch's constructor errors
@@ -273,6 +282,7 @@ class Conv(_ConvBase):
           ``(N, out_channels, *out)`` (unbatched: ``(out_channels, *out)``).
         """
         weight, bias = self._params(params)
+        check_array(self._fn, "x", x)
         return conv(x, weight, bias, self.stride, self.padding, self.dilation, self.groups,
                     padding_mode=self.padding_mode, impl=self.impl, autodiff=self.autodiff)
 
@@ -322,10 +332,17 @@ class ConvTranspose(_ConvBase):
         fn, rank = self._fn, self.num_spatial_dims
         if output_size is None:
             return self.output_padding
-        size = tuple(output_size) if isinstance(output_size, Sequence) else (output_size,)
+        if is_sequence(output_size):
+            size = tuple(output_size)
+        else:
+            size = (output_size,)
+        if any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) for n in size):
+            raise _fail(TypeError, fn, "`output_size` must be None, an int or a tuple of ints, "
+                        f"got output_size={output_size!r}.")
+        size = tuple(int(n) for n in size)
         if len(size) == rank + 2:
             size = size[2:]
-        if len(size) != rank or not all(isinstance(n, (int, np.integer)) for n in size):
+        if len(size) != rank:
             raise _fail(ValueError, fn, f"`output_size` must hold {rank} or {rank + 2} ints, "
                         f"got output_size={output_size!r}.")
         pairs = padding_pairs(fn, self.padding, rank)
@@ -355,6 +372,7 @@ class ConvTranspose(_ConvBase):
           ``(N, out_channels, *out)`` (unbatched: ``(out_channels, *out)``).
         """
         weight, bias = self._params(params)
+        check_array(self._fn, "x", x)
         output_padding = self._output_padding(np.shape(x)[-self.num_spatial_dims:],
                                               output_size)
         return conv_transpose(x, weight, bias, self.stride, self.padding, output_padding,
