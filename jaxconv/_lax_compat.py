@@ -328,7 +328,10 @@ def conv_general_dilated(
     ``jax.lax.Precision`` (``jax.lax.DotAlgorithmPreset``) and ``out_sharding``
     are refused; lax's ``RuntimeError`` for an unknown padding string, and its
     ``TypeError`` for ``dimension_numbers`` strings with the wrong letters or
-    lengths and for operands of different ranks, are ``ValueError`` here.
+    lengths and for operands of different ranks, are ``ValueError`` here, as are
+    strides and dilations of the wrong length (lax zips them with the spatial
+    dimensions, so ``lhs_dilation=[]`` runs as all ones), ints past 64 bits, and
+    sizes past 2**56 elements (on which XLA aborts the process).
     Degenerate shapes lax accepts (empty spatial axes, a zero-size kernel, an
     empty output) give lax's zeros without reaching jaxconv.conv.
     """

@@ -104,8 +104,8 @@ def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None
 
     `pad` lists ``(lo, hi)`` amounts starting from the **last** dimension:
     ``(left, right)`` pads the last axis, ``(left, right, top, bottom)`` the last
-    two, and so on. Negative amounts crop (as in PyTorch, which crops before it
-    pads: together at most that dimension's size).
+    two, and so on. Negative amounts crop (in ``"constant"`` mode before padding,
+    as in PyTorch, so together at most that dimension's size).
 
     Modes, on ``1234`` padded by ``(2, 2)``:
 
@@ -171,7 +171,10 @@ def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None
     first = input.ndim - len(pairs)
     sizes = input.shape[first:]
     for axis, n, (lo, hi) in zip(range(first, input.ndim), sizes, pairs, strict=True):
-        if n + min(lo, 0) + min(hi, 0) < 0:  # PyTorch crops first, then pads
+        # Constant padding crops first, then pads (as in PyTorch); the other modes read
+        # through one index map over the padded-then-cropped axis.
+        kept = n + min(lo, 0) + min(hi, 0) if mode == "constant" else n + lo + hi
+        if kept < 0:
             raise _fail(
                 ValueError,
                 fn,

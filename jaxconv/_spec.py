@@ -111,8 +111,9 @@ def _fail(cls: type[Exception], fn: str, message: str) -> Exception:
 
 
 def check_array(fn: str, name: str, value: Any) -> None:
-    """`value` must be a jax.Array (tracers included) or a NumPy array or scalar, of a
-    dtype JAX holds (bool or numeric); NumPy masked arrays are refused, as JAX does."""
+    """`value` must be a jax.Array (tracers included) or a NumPy array or scalar, of a bool
+    or numeric dtype (not object, string, datetime or a PRNG key); NumPy masked arrays are
+    refused, as JAX refuses them."""
     if not isinstance(value, (jax.Array, np.ndarray, np.generic)):
         raise _fail(
             TypeError,
@@ -132,8 +133,8 @@ def check_array(fn: str, name: str, value: Any) -> None:
         raise _fail(
             TypeError,
             fn,
-            f"`{name}` has dtype {np.dtype(dtype).name}, which JAX arrays can't hold "
-            "(they hold bool and numeric dtypes).",
+            f"`{name}` must be an array of a bool or numeric dtype (as JAX computes with), "
+            f"got dtype {dtype}.",
         )
 
 
@@ -153,8 +154,7 @@ def check_int64(fn: str, name: str, value: int, whole: Any) -> int:
         raise _fail(
             ValueError,
             fn,
-            f"`{name}` must fit in a signed 64-bit integer (as in PyTorch), got "
-            f"{name}={whole!r}.",
+            f"`{name}` must fit in a signed 64-bit integer, got {name}={whole!r}.",
         )
     return value
 

@@ -262,3 +262,207 @@ def test_register_impl_errors():
     with pytest.raises(ValueError, match=re.escape(
             "jaxconv.register_impl: 'auto' is reserved for automatic selection.")):
         jaxconv.register_impl(jaxconv.Impl("auto", *(lambda *a: None,) * 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by tests/test_argument_fuzz.py: each of these once escaped as a JAX, XLA or NumPy error,
+# aborted the process (XLA on shapes past 2**63 bytes), or was silently accepted.
+
+X2 = np.zeros((1, 4, 5, 5), np.float32)
+W2 = np.zeros((2, 4, 3, 3), np.float32)
+WT1 = np.zeros((4, 3, 3), np.float32)  # conv_transpose1d weight for X1
+ABORTS = ("more than 2**56 elements (no device holds that many; XLA aborts the process on such "
+          "shapes).")
+AGREE = "jaxconv.testing.assert_impls_agree: "
+CONV_KWARGS = ("('stride', 'padding', 'dilation', 'groups', 'padding_mode', 'precision', "
+               "'autodiff')")
+LHS, RHS = np.zeros((2, 4, 5)), np.zeros((6, 4, 3))
+
+
+def _cgd(lhs=LHS, rhs=RHS, strides=(1,), padding="VALID", **kw):
+    return lambda: jaxconv.conv_general_dilated(lhs, rhs, strides, padding, **kw)
+
+
+FUZZ_ERRORS = [
+    # 64-bit ints, as in PyTorch (an OverflowError or TypeError from JAX before)
+    ("int64", lambda: jaxconv.conv1d(X1, W1G1, stride=2**63), ValueError,
+     "jaxconv.conv1d: `stride` must fit in a signed 64-bit integer, got "
+     "stride=9223372036854775808."),
+    ("int64-padding", lambda: jaxconv.conv1d(X1, W1G1, padding=(2**63,)), ValueError,
+     "jaxconv.conv1d: `padding` must fit in a signed 64-bit integer, got "
+     "padding=(9223372036854775808,)."),
+    ("int64-layer", lambda: jaxconv.nn.Conv2d(4, 8, 3, stride=2**64), ValueError,
+     "jaxconv.nn.Conv2d: `stride` must fit in a signed 64-bit integer, got "
+     "stride=18446744073709551616."),
+    ("int64-budget", lambda: jaxconv.set_memory_budget(2**63), ValueError,
+     "jaxconv.set_memory_budget: `nbytes` must fit in a signed 64-bit integer, got "
+     "nbytes=9223372036854775808."),
+    ("int64-pad", lambda: jaxconv.pad(np.zeros((1, 2, 3)), (2**63, 0)), ValueError,
+     "jaxconv.pad: `pad` must fit in a signed 64-bit integer, got pad=(9223372036854775808, 0)."),
+    ("int64-lax", _cgd(strides=(2**63,)), ValueError,
+     "jaxconv.conv_general_dilated: `window_strides` must fit in a signed 64-bit integer, got "
+     "window_strides=(9223372036854775808,)."),
+    # sizes XLA aborts the process on (padding=2**61 did), or that wrap its int64 arithmetic
+    # (padding=2**63 - 1 gave a silently wrong output shape)
+    ("max-stride", lambda: jaxconv.conv1d(X1, W1G1, stride=2**57), ValueError,
+     "jaxconv.conv1d: `stride` must be at most 2**56 (no array can be that large), got "
+     "stride=144115188075855872."),
+    ("max-dilation", lambda: jaxconv.conv2d(X2, W2, dilation=(1, 2**60)), ValueError,
+     "jaxconv.conv2d: `dilation` must be at most 2**56 (no array can be that large), got "
+     "dilation=(1, 1152921504606846976)."),
+    ("max-padding", lambda: jaxconv.conv1d(X1, W1G1, padding=2**63 - 1), ValueError,
+     "jaxconv.conv1d: `padding` must be at most 2**56 (no array can be that large), got "
+     "padding=9223372036854775807."),
+    ("padded-input", lambda: jaxconv.conv1d(X1, W1G1, padding=2**55), ValueError,
+     "jaxconv.conv1d: padding=36028797018963968 would make a padded input of shape "
+     f"(2, 4, 72057594037927941), {ABORTS}"),
+    ("padded-input-pair", lambda: jaxconv.conv1d(X1, W1G1, padding=((0, 2**56),)), ValueError,
+     "jaxconv.conv1d: padding=((0, 72057594037927936),) would make a padded input of shape "
+     f"(2, 4, 72057594037927941), {ABORTS}"),
+    ("transpose-output", lambda: jaxconv.conv_transpose1d(X1, WT1, stride=2**55), ValueError,
+     "jaxconv.conv_transpose1d: stride=(36028797018963968,), dilation=(1,) would make an "
+     f"uncropped output of shape (2, 3, 144115188075855875), {ABORTS}"),
+    ("pad-max", lambda: jaxconv.pad(np.zeros((2, 2)), (2**57, 0)), ValueError,
+     "jaxconv.pad: `pad` must be at most 2**56 (no array can be that large), got "
+     "pad=(144115188075855872, 0)."),
+    ("pad-output", lambda: jaxconv.pad(np.zeros((2, 2)), (2**56, 0)), ValueError,
+     f"jaxconv.pad: pad=(72057594037927936, 0) would make an output of shape "
+     f"(2, 72057594037927938), {ABORTS}"),
+    ("lax-padded", _cgd(padding=((2**55, 0),)), ValueError,
+     "jaxconv.conv_general_dilated: padding=((36028797018963968, 0),), lhs_dilation=(1,) would "
+     f"make a padded lhs of shape (2, 4, 36028797018963973), {ABORTS}"),
+    ("lax-max", _cgd(rhs_dilation=(2**57,)), ValueError,
+     "jaxconv.conv_general_dilated: `rhs_dilation` must be at most 2**56 (no array can be that "
+     "large), got rhs_dilation=(144115188075855872,)."),
+    ("layer-channels", lambda: jaxconv.nn.Conv2d(2**57, 8, 3), ValueError,
+     "jaxconv.nn.Conv2d: `in_channels` must be at most 2**56 (no array can be that large), got "
+     "in_channels=144115188075855872."),
+    ("layer-weight", lambda: jaxconv.nn.Conv2d(2**20, 2**20, 2**10), ValueError,
+     "jaxconv.nn.Conv2d: in_channels=1048576, out_channels=1048576, kernel_size=(1024, 1024) "
+     f"would make a weight of shape (1048576, 1048576, 1024, 1024), {ABORTS}"),
+    ("layer-rank", lambda: jaxconv.nn.Conv(63, 4, 8, 1), ValueError,
+     "jaxconv.nn.Conv: `num_spatial_dims` must be at most 62 (the weight has num_spatial_dims "
+     "+ 2 dimensions, a NumPy array at most 64), got num_spatial_dims=63."),
+    # arrays JAX refuses (its own ValueError / TypeError before)
+    ("masked", lambda: jaxconv.conv1d(np.ma.masked_array(X1), W1G1), TypeError,
+     "jaxconv.conv1d: `input` must be an array (jax.Array or numpy.ndarray), got a NumPy masked "
+     "array, which JAX does not take; pass input.filled() instead."),
+    ("object-dtype", lambda: jaxconv.conv1d(X1.astype(object), W1G1), TypeError,
+     "jaxconv.conv1d: `input` must be an array of a bool or numeric dtype (as JAX computes "
+     "with), got dtype object."),
+    ("pad-object-dtype", lambda: jaxconv.pad(np.zeros((1, 2, 3), object), (1, 1)), TypeError,
+     "jaxconv.pad: `input` must be an array of a bool or numeric dtype (as JAX computes "
+     "with), got dtype object."),
+    ("lax-masked", _cgd(lhs=np.ma.masked_array(np.zeros((2, 4, 5)))), TypeError,
+     "jaxconv.conv_general_dilated: `lhs` must be an array (jax.Array or numpy.ndarray), got a "
+     "NumPy masked array, which JAX does not take; pass lhs.filled() instead."),
+    # bytes were a tuple of ints (stride=b"x" ran with stride 120)
+    ("bytes-stride", lambda: jaxconv.conv1d(X1, W1G1, stride=b"x"), TypeError,
+     "jaxconv.conv1d: `stride` must be an int or a tuple of 1 ints, got b'x'."),
+    ("bytes-padding", lambda: jaxconv.conv1d(X1, W1G1, padding=b"\x01"), TypeError,
+     "jaxconv.conv1d: `padding` must be an int, or a tuple of 1 ints or (low, high) pairs, got "
+     "b'\\x01'."),
+    # arrays in options (NumPy's "truth value of an array is ambiguous" before)
+    ("impl-array", lambda: jaxconv.conv1d(X1, W1G1, impl=np.array(["lax", "lax"])), ValueError,
+     "jaxconv.conv1d: `impl` must be one of ('auto', 'lax', 'gather', 'shift', 'fold'), or a "
+     "(forward, input_grad, weight_grad) tuple of those impls, got "
+     "impl=array(['lax', 'lax'], dtype='<U3')."),
+    ("precision-array", lambda: jaxconv.conv1d(X1, W1G1, precision=(np.array([1, 2]), "high")),
+     ValueError, "jaxconv.conv1d: `precision` must be None, a jax.lax.Precision, one of "
+     "'default', 'high', 'highest', or a pair of those, got precision=(array([1, 2]), 'high')."),
+    ("lax-preferred-pair", _cgd(preferred_element_type=(None, None)), TypeError,
+     "jaxconv.conv_general_dilated: `preferred_element_type` must be None or a dtype, got "
+     "preferred_element_type=(None, None)."),
+    # jaxconv.pad
+    ("pad-0d-array", lambda: jaxconv.pad(np.zeros((1, 2, 3)), np.array(2)), TypeError,
+     "jaxconv.pad: `pad` must be a tuple of ints, got pad=array(2)."),
+    ("pad-value-int-overflow", lambda: jaxconv.pad(np.zeros((1, 2, 3), np.int32), (1, 1),
+                                                   value=2**40), ValueError,
+     "jaxconv.pad: `value` can't be converted to the input's dtype int32 without overflow (as in "
+     "PyTorch), got value=1099511627776."),
+    ("pad-value-int-nan", lambda: jaxconv.pad(np.zeros((1, 2, 3), np.int32), (1, 1),
+                                              value=float("nan")), ValueError,
+     "jaxconv.pad: `value` can't be converted to the input's dtype int32 without overflow (as in "
+     "PyTorch), got value=nan."),
+    ("pad-value-float16", lambda: jaxconv.pad(np.zeros((1, 2, 3), np.float16), (1, 1),
+                                              value=1e10), ValueError,
+     "jaxconv.pad: `value` can't be converted to the input's dtype float16 without overflow (as "
+     "in PyTorch), got value=10000000000.0."),
+    ("pad-value-float64", lambda: jaxconv.pad(np.zeros((1, 2, 3)), (1, 1), value=2**1030),
+     ValueError, "jaxconv.pad: `value` must fit in a float64 (as in PyTorch), got value=1150523"),
+    ("pad-crop-then-pad", lambda: jaxconv.pad(np.zeros((1, 2, 3)), (5, -4)), ValueError,
+     "jaxconv.pad: pad (5, -4) at dimension 2 crops more than its size (3)."),
+    # explain_auto (TypeErrors from iterating ints, '<' between str and int, NumPy dtypes)
+    ("explain-shape-kind", lambda: jaxconv.explain_auto(5, (6, 4, 3)), TypeError,
+     "jaxconv.explain_auto: `input_shape` must be a tuple of ints, got input_shape=5."),
+    ("explain-shape-item", lambda: jaxconv.explain_auto((2, 4, 5), (6, "4", 3)), TypeError,
+     "jaxconv.explain_auto: `weight_shape` must be an int, got '4'."),
+    ("explain-shape-negative", lambda: jaxconv.explain_auto((2, -1, 5), (6, 4, 3)), ValueError,
+     "jaxconv.explain_auto: `input_shape` must be a shape: at most 64 non-negative ints, got "
+     "input_shape=(2, -1, 5)."),
+    ("explain-shape-size", lambda: jaxconv.explain_auto((2**30,) * 3, (6, 4, 3)), ValueError,
+     "jaxconv.explain_auto: `input_shape` must have at most 2**56 elements (no array can be that "
+     "large), got input_shape=(1073741824, 1073741824, 1073741824)."),
+    ("explain-dtype", lambda: jaxconv.explain_auto((2, 4, 5), (6, 4, 3), dtype="int32"),
+     TypeError, "jaxconv.explain_auto: `dtype` must be one of ('float16', 'bfloat16', "
+     "'float32', 'float64'), got dtype='int32'."),
+    ("explain-backend", lambda: jaxconv.explain_auto((2, 4, 5), (6, 4, 3), backend=1), TypeError,
+     "jaxconv.explain_auto: `backend` must be None or a backend name such as 'cpu', 'gpu' or "
+     "'tpu', got backend=1."),
+    ("explain-transpose", lambda: jaxconv.explain_auto((2, 4, 5), (6, 4, 3), transpose="yes"),
+     TypeError, "jaxconv.explain_auto: `transpose` must be a bool, got transpose='yes'."),
+    ("explain-transpose-mode", lambda: jaxconv.explain_auto(
+        (2, 4, 5), (4, 3, 3), padding_mode="reflect", transpose=True), ValueError,
+     "jaxconv.explain_auto: `padding_mode` must be 'zeros' with transpose=True (conv_transpose "
+     "pads with zeros only), got padding_mode='reflect'."),
+    ("explain-output-padding", lambda: jaxconv.explain_auto((2, 4, 5), (6, 4, 3),
+                                                            output_padding=1), ValueError,
+     "jaxconv.explain_auto: `output_padding` is an argument of conv_transpose only: pass "
+     "transpose=True with it, got output_padding=1."),
+    # testing.assert_impls_agree (jnp.asarray's, NumPy's or conv()'s errors before)
+    ("agree-input", lambda: jaxconv.testing.assert_impls_agree(None, W1G1), TypeError,
+     AGREE + "`input` must be an array (jax.Array or numpy.ndarray), got NoneType."),
+    ("agree-conv-kwargs", lambda: jaxconv.testing.assert_impls_agree(X1, W1G1, stride=0),
+     ValueError, AGREE + "`stride` must be positive, got stride=0."),
+    ("agree-impls-kind", lambda: jaxconv.testing.assert_impls_agree(X1, W1G1, impls=5),
+     TypeError, AGREE + "`impls` must be a sequence of impl names (at least two of ('lax', "
+     "'gather', 'shift', 'fold')), got impls=5."),
+    ("agree-rtol-kind", lambda: jaxconv.testing.assert_impls_agree(X1, W1G1, rtol=True),
+     TypeError, AGREE + "`rtol` must be None or a non-negative real number, got rtol=True."),
+    ("agree-atol-negative", lambda: jaxconv.testing.assert_impls_agree(X1, W1G1, atol=-1),
+     ValueError, AGREE + "`atol` must be None or a non-negative real number, got atol=-1."),
+    ("agree-rtol-nan", lambda: jaxconv.testing.assert_impls_agree(X1, W1G1, rtol=float("nan")),
+     ValueError, AGREE + "`rtol` must be None or a non-negative real number, got rtol=nan."),
+    ("agree-impl", lambda: jaxconv.testing.assert_impls_agree(X1, W1G1, impl="lax"), TypeError,
+     AGREE + "unexpected keyword argument(s) ['impl'] (name the impls with `impls`); the "
+     f"convolution's are {CONV_KWARGS}."),
+    ("agree-unknown", lambda: jaxconv.testing.assert_impls_agree(X1, W1G1, bogus=1), TypeError,
+     AGREE + f"unexpected keyword argument(s) ['bogus']; the convolution's are {CONV_KWARGS}."),
+]
+
+
+@pytest.mark.parametrize("call, exc, message", [c[1:] for c in FUZZ_ERRORS],
+                         ids=[c[0] for c in FUZZ_ERRORS])
+def test_fuzz_found_error(call, exc, message):
+    with pytest.raises(exc, match=re.escape(message)):
+        call()
+
+
+def test_pad_matches_pytorchs_value_rules(torch):
+    """A fill value is checked only when something is filled, and a non-constant mode takes
+    value=0, both as in PyTorch (jaxconv refused both)."""
+    x = np.arange(6, dtype=np.int32).reshape(1, 2, 3)
+    got = jaxconv.pad(x, (0, -1), value=2**40)  # a crop fills nothing
+    want = torch.nn.functional.pad(torch.tensor(x), (0, -1), value=2**40).numpy()
+    np.testing.assert_array_equal(np.asarray(got), want)
+    got = jaxconv.pad(x.astype(np.float64), (1, 1), mode="reflect", value=0)
+    want = torch.nn.functional.pad(torch.tensor(x, dtype=torch.float64), (1, 1), mode="reflect",
+                                   value=0).numpy()
+    np.testing.assert_array_equal(np.asarray(got), want)
+    with pytest.raises(RuntimeError):  # PyTorch crops before it pads: refused as here
+        torch.nn.functional.pad(torch.zeros(1, 2, 3), (5, -4))
+
+
+def test_explain_auto_takes_lists_and_numpy_ints():
+    a = jaxconv.explain_auto([np.int64(2), 4, 5], [6, 4, np.int32(3)], dtype=None)
+    assert a == jaxconv.explain_auto((2, 4, 5), (6, 4, 3), dtype="float32")

@@ -396,3 +396,33 @@ def test_interop_errors(torch):
             "jaxconv.nn.from_torch: `module` has complex64 parameters; jaxconv supports "
             "float16, bfloat16, float32, float64.")):
         nn.from_torch(torch.nn.Conv1d(1, 1, 1, dtype=torch.complex64))
+
+
+def test_argument_fuzz_findings(torch):
+    """Layer arguments tests/test_argument_fuzz.py found mishandled."""
+    # dtype=None is PyTorch's default dtype (float32), not JAX's default (float64 under x64).
+    assert nn.Conv2d(4, 8, 3, dtype=None).dtype == "float32"
+    assert torch.nn.Conv2d(4, 8, 3, dtype=None).weight.dtype == torch.float32
+    with pytest.raises(TypeError, match=re.escape(
+            "jaxconv.nn.Conv2d: `dtype` must be one of ('float16', 'bfloat16', 'float32', "
+            "'float64'), got dtype=np.float64(1.0).")):
+        nn.Conv2d(4, 8, 3, dtype=np.float64(1.0))  # a NumPy scalar, not a dtype
+    t = nn.ConvTranspose1d(4, 2, 3)
+    p = t.init(jax.random.key(0))
+    x = jnp.zeros((1, 4, 3), jnp.float32)
+    for size in ((4.0,), True):  # was "requested an output size of (4.0,)": a kind error
+        with pytest.raises(TypeError, match=re.escape(
+                "jaxconv.nn.ConvTranspose1d: `output_size` must be None, an int or a tuple of "
+                f"ints, got output_size={size!r}.")):
+            t(p, x, output_size=size)
+    with pytest.raises(TypeError, match=re.escape(
+            "jaxconv.nn.ConvTranspose1d: `x` must be an array (jax.Array or numpy.ndarray), got "
+            "list.")):
+        t(p, [[1.0]])
+    with pytest.raises(TypeError, match=re.escape(
+            "jaxconv.nn.ConvTranspose1d: `params['weight']` must be an array (jax.Array or "
+            "numpy.ndarray), got list.")):
+        t({"weight": [[1.0]], "bias": p["bias"]}, x)
+    # NumPy ints are ints, as in PyTorch; so is an int output_size for a 1-d layer.
+    y = t(p, x, output_size=np.int64(5))
+    assert y.shape == (1, 2, 5)
