@@ -325,3 +325,18 @@ def test_budget_change_applies_to_shapes_traced_before(budget):
     budget(2**22)
     chunked = temp(lambda x, w: jaxconv.conv2d(x, w, padding=1, impl="gather"))  # new wrapper
     assert chunked <= 2**22 + x.nbytes + SMALL < unchunked, (chunked, unchunked)
+
+
+@pytest.mark.parametrize("out, kernel, stride, dilation",
+                         [(5, 3, 3, 2), (1, 4, 1, 3), (0, 2, 1, 1), (4, 1, 4, 1), (3, 3, 1, 1)])
+def test_take_windows_matches_take(out, kernel, stride, dilation):
+    """The strided-slice im2col that gather uses on axes indexed past int32 reads what the
+    gather reads (checked here at small sizes, where both apply)."""
+    from jaxconv.impls.gather import take_windows, window_indices
+
+    x = jnp.arange(2 * 3 * 17.0).reshape(2, 3, 17)
+    idx = window_indices(out, kernel, stride, dilation)
+    got = take_windows(x, idx, axis=2)
+    want = np.take(np.asarray(x), idx, axis=2)
+    assert got.shape == want.shape == (2, 3, out, kernel)
+    np.testing.assert_array_equal(np.asarray(got), want)

@@ -97,9 +97,9 @@ def get_memory_budget() -> int:
 
 @functools.lru_cache(maxsize=512)
 def window_indices(out: int, kernel: int, stride: int, dilation: int) -> np.ndarray:
-    """``idx[p, k] = p·stride + k·dilation``, shape ``(out, kernel)``, read-only."""
-    idx = np.arange(out)[:, None] * stride + np.arange(kernel)[None, :] * dilation
-    idx = idx.astype(np.int32)
+    """``idx[p, k] = p·stride + k·dilation``, shape ``(out, kernel)``, int64, read-only."""
+    idx = np.arange(out, dtype=np.int64)[:, None] * stride
+    idx = idx + np.arange(kernel, dtype=np.int64)[None, :] * dilation
     idx.setflags(write=False)
     return idx
 
@@ -125,11 +125,34 @@ def _crop(x: jax.Array, pads: Pairs) -> jax.Array:
               *(slice(lo, n - hi) for n, (lo, hi) in zip(x.shape[2:], pads, strict=True)))]
 
 
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def take_windows(x: jax.Array, idx: np.ndarray, axis: int) -> jax.Array:
+    """``x[..., idx[p, k], ...]`` with `axis` replaced by ``(P, K)``, by strided slices.
+
+    Tap ``k`` of every window reads the arithmetic progression ``idx[:, k]``, one
+    strided ``lax.slice``; the taps are stacked. No index array, so no index width
+    to overflow: im2col uses it where an index passes int32 (a gather's indices are
+    int32 unless x64 is enabled).
+    """
+    out = idx.shape[0]
+    step = int(idx[1, 0] - idx[0, 0]) if out > 1 else 1
+    bounds = [(int(idx[0, k]), int(idx[-1, k]) + 1) if out else (0, 0)
+              for k in range(idx.shape[1])]
+    taps = [lax.slice_in_dim(x, start, limit, step, axis) for start, limit in bounds]
+    return jnp.stack(taps, axis=axis + 1)
+
+
 def im2col(xp: jax.Array, indices: Sequence[np.ndarray]) -> jax.Array:
     """``(N, C, *S_padded) -> (N, C, P₁, K₁, …, P_r, K_r)``: gather one axis at a time."""
     for i, idx in enumerate(indices):
         # Axes before 2 + 2i are already (P, K) pairs; axis 2 + 2i is still S_i.
-        xp = jnp.take(xp, idx, axis=2 + 2 * i, mode="clip")  # in bounds: clip never clips
+        axis = 2 + 2 * i
+        if idx.size and int(idx[-1, -1]) > _INT32_MAX:
+            xp = take_windows(xp, idx, axis)
+        else:  # in bounds: clip never clips
+            xp = jnp.take(xp, idx.astype(np.int32), axis=axis, mode="clip")
     return xp
 
 
