@@ -32,6 +32,7 @@ from jaxconv._spec import (
     dtype_name,
     shape_tuple,
 )
+from jaxconv.impls.fold import SPLIT_MAX_GROUPS
 
 KERNELS = ("forward", "input_grad", "weight_grad")
 
@@ -94,6 +95,10 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         if group_out * taps > SHIFT_MAX_TERMS:
             t, reasons[1] = "gather", f"{group_out * taps} terms per input: gather"
         return AutoChoice(f, t, w, tuple(reasons))
+    if groups > 1 and groups <= SPLIT_MAX_GROUPS:
+        why = (f"{groups} groups (<= {SPLIT_MAX_GROUPS}) of {group_in} input channels: "
+               "one dense XLA convolution per group (XLA's grouped ones are slow on CPU)")
+        return AutoChoice("fold", "fold", "fold", (why,) * 3)
     if groups > 1:
         why = (f"{groups} groups of {group_in} channels: one matmul per tap, batched over "
                "groups (XLA's grouped convolutions are slow on CPU)")

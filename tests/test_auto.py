@@ -13,6 +13,7 @@ import pytest
 import jaxconv
 from jaxconv import _auto
 from jaxconv._spec import conv_spec
+from jaxconv.impls.fold import SPLIT_MAX_GROUPS
 
 IMPLS = jaxconv.available_impls()
 
@@ -21,9 +22,14 @@ IMPLS = jaxconv.available_impls()
     # depthwise (and channel multiplier 2): shift for all three kernels
     (((8, 128, 56, 56), (128, 1, 3, 3)), dict(padding=1, groups=128), ("shift",) * 3),
     (((8, 64, 56, 56), (128, 1, 3, 3)), dict(stride=2, padding=1, groups=64), ("shift",) * 3),
-    # 32 groups of 4 channels: shift; 4 groups of 32: shift's per-tap matmuls
+    # 32 groups of 4 channels: shift; 4 (up to 16) groups of 32: one dense convolution per
+    # group (fold), in every rank; more groups of many channels: shift's per-tap matmuls
     (((8, 128, 28, 28), (128, 4, 3, 3)), dict(padding=1, groups=32), ("shift",) * 3),
-    (((8, 128, 28, 28), (128, 32, 3, 3)), dict(padding=1, groups=4), ("shift",) * 3),
+    (((8, 128, 28, 28), (128, 32, 3, 3)), dict(padding=1, groups=4), ("fold",) * 3),
+    (((8, 256, 14, 14), (256, 16, 3, 3)), dict(padding=1, groups=16), ("fold",) * 3),
+    (((8, 128, 1024), (128, 32, 5)), dict(padding=2, groups=4), ("fold",) * 3),
+    (((2, 64, 8, 28, 28), (64, 16, 3, 3, 3)), dict(padding=1, groups=4), ("fold",) * 3),
+    (((8, 512, 14, 14), (512, 16, 3, 3)), dict(padding=1, groups=32), ("shift",) * 3),
     # a depthwise kernel so long the unrolled sum is too: gather forward
     (((1, 4, 4096), (4, 1, 601)), dict(groups=4), ("gather", "gather", "shift")),
     # dense: 1x1 and small spatial are matmuls; 2-d and 1-d stay on XLA's convolution
@@ -79,7 +85,7 @@ def test_auto_resolves_to_the_explained_kernels():
     assert resolved.kernel_impls == expected.impls
 
 
-# fold is lax in 2-d: its mixes are tested in 3-d below.
+# fold is lax in dense 2-d: its mixes are tested in 3-d below, its group split after.
 TRIPLES = [t for t in itertools.product(("lax", "gather", "shift"), repeat=3)
            if len(set(t)) > 1]
 
@@ -131,6 +137,31 @@ def test_mixed_kernels_with_fold_in_3d_match_torch(torch, triple, stride):
     kw = dict(stride=stride, padding=(1, 0, 1), dilation=(1, 2, 1), groups=2)
     _vjp_matches_torch(torch, jaxconv.conv3d, torch.nn.functional.conv3d, x, w, kw, triple,
                        rng)
+
+
+def _xla_convs(fn, *args) -> int:
+    """How many ``conv_general_dilated`` the traced program of ``fn(*args)`` holds."""
+    return str(jax.make_jaxpr(fn)(*args)).count("conv_general_dilated")
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("groups", [2, SPLIT_MAX_GROUPS, SPLIT_MAX_GROUPS + 1])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fold_splits_groups_like_torch(torch, rank, groups, stride):
+    """impl="fold" computes up to SPLIT_MAX_GROUPS groups as one dense XLA convolution each
+    (F, T and W), and more as lax's one grouped convolution; both are PyTorch's."""
+    rng = np.random.default_rng(rank * 100 + groups)
+    x = rng.standard_normal((2, 2 * groups, *(5,) * rank))
+    w = rng.standard_normal((3 * groups, 2, *(3,) * rank))
+    kw = dict(stride=stride, padding=1, dilation=(2,) + (1,) * (rank - 1), groups=groups)
+    torch_fn = getattr(torch.nn.functional, f"conv{rank}d")
+    _vjp_matches_torch(torch, jaxconv.conv, torch_fn, x, w, kw, "fold", rng)
+    forward = lambda x, w: jaxconv.conv(x, w, **kw, impl="fold")
+    y = forward(x, w)
+    per_kernel = groups if groups <= SPLIT_MAX_GROUPS else 1
+    if rank < 3:  # 3-d folds further (stride phases: a convolution per phase)
+        assert _xla_convs(forward, x, w) == per_kernel
+        assert _xla_convs(lambda x, w: jax.vjp(forward, x, w)[1](y), x, w) == 3 * per_kernel
 
 
 @pytest.mark.parametrize("triple", [("lax", "shift", "gather"), ("gather", "lax", "shift"),

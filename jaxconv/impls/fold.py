@@ -1,4 +1,20 @@
-"""impl="fold": N-d convolutions as one 2-d XLA convolution, leading axes folded away.
+"""impl="fold": XLA's convolution, reshaped into the ones XLA's CPU backend runs fast.
+
+Three reshapes, each exact (the same sums, regrouped), applied in this order:
+
+* **Groups split** (``1 < groups <= SPLIT_MAX_GROUPS``): one dense convolution
+  per group, the results concatenated on the channel axis. XLA's CPU grouped
+  convolutions are slow, its grouped weight gradient (``batch_group_count``)
+  100-300x slower than the same work done densely (``python -m jaxconv bench
+  --kernels``); group ``γ`` reads input channels ``γ·C/G ...`` and writes output
+  channels ``γ·O/G ...`` only, so ``y[:, γ] = F(x[:, γ], w[γ])``,
+  ``dx[:, γ] = T(g[:, γ], w[γ])`` and ``dw[γ] = W(x[:, γ], g[:, γ])``, each with
+  ``groups = 1``. Beyond ``SPLIT_MAX_GROUPS`` groups (depthwise layers) the
+  unrolled program would grow with the channel count; those stay grouped.
+* **Leading spatial axes folded** (rank >= 3), below.
+* **Strided input gradients as stride phases**, below.
+
+N-d convolutions as one 2-d XLA convolution, leading axes folded away:
 
 XLA's CPU convolutions (YNNPACK) are fast in 2-d and several times slower in
 3-d (``python -m jaxconv bench --kernels``: a 3x3x3 video layer runs at a
@@ -56,6 +72,17 @@ from jaxconv._registry import Impl, register_impl
 from jaxconv._spec import ConvSpec
 from jaxconv.impls import lax as lax_impl
 
+SPLIT_MAX_GROUPS = 16  # at most this many groups: one dense XLA convolution per group
+
+
+def _split(spec: ConvSpec) -> bool:
+    return 1 < spec.groups <= SPLIT_MAX_GROUPS
+
+
+def _per_group(a: jax.Array, groups: int, axis: int) -> list[jax.Array]:
+    """`a` cut into `groups` equal slices along `axis` (channels are group-major)."""
+    return jnp.split(a, groups, axis=axis)
+
 
 def _fold(x: jax.Array, spec: ConvSpec, taps: int,
           planes: int) -> tuple[jax.Array, ConvSpec]:
@@ -87,7 +114,12 @@ def _fold_batch(g: jax.Array) -> jax.Array:
 
 
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
-    """``(N, C, n, *S) -> (N, O, P, *Q)``: fold the first spatial axis while rank > 2."""
+    """``(N, C, n, *S) -> (N, O, P, *Q)``: split the groups, then fold the first spatial
+    axis while rank > 2."""
+    if _split(spec):
+        dense = dataclasses.replace(spec, groups=1)
+        return jnp.concatenate([forward(xg, wg, dense) for xg, wg in zip(
+            _per_group(x, spec.groups, 1), _per_group(w, spec.groups, 0), strict=True)], axis=1)
     if spec.rank <= 2:
         return lax_impl.forward(x, w, spec)
     out_channels, group_in, taps, *kernel = w.shape
@@ -98,6 +130,10 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
 
 
 def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Array:
+    if _split(spec):
+        dense = dataclasses.replace(spec, groups=1)
+        return jnp.concatenate([input_grad(gg, wg, dense, in_spatial) for gg, wg in zip(
+            _per_group(g, spec.groups, 1), _per_group(w, spec.groups, 0), strict=True)], axis=1)
     if any(s != 1 for s in spec.stride):
         if all(d == 1 or s == 1 for s, d in zip(spec.stride, spec.dilation, strict=True)):
             return _input_grad_by_phases(g, w, spec, in_spatial)
@@ -143,7 +179,12 @@ def _input_grad_by_phases(g: jax.Array, w: jax.Array, spec: ConvSpec,
 
 def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array:
     """The folded convolution's weight gradient, ``(O, C/G·K, ...)`` read back as
-    ``(O, C/G, K, ...)``: the fold is linear in ``x`` and ``W`` sees it unchanged."""
+    ``(O, C/G, K, ...)``: the fold is linear in ``x`` and ``W`` sees it unchanged.
+    Split groups stack their dense weight gradients along ``O``."""
+    if _split(spec):
+        dense = dataclasses.replace(spec, groups=1)
+        return jnp.concatenate([weight_grad(xg, gg, dense, kernel) for xg, gg in zip(
+            _per_group(x, spec.groups, 1), _per_group(g, spec.groups, 1), strict=True)], axis=0)
     if spec.rank <= 2:
         return lax_impl.weight_grad(x, g, spec, kernel)
     taps, *rest = kernel
@@ -158,8 +199,8 @@ FOLD = register_impl(
         forward=forward,
         input_grad=input_grad,
         weight_grad=weight_grad,
-        description="3-d (and higher) as one 2-d XLA convolution with the leading axis "
-        "folded into batch and channels; lax for ranks 1 and 2 (strided input gradients: "
-        "stride phases).",
+        description="XLA's convolution reshaped: up to 16 groups split into dense "
+        "convolutions, 3-d (and higher) folded into one 2-d convolution, strided input "
+        "gradients as stride phases; otherwise lax.",
     )
 )
