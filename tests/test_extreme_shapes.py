@@ -340,3 +340,35 @@ def test_take_windows_matches_take(out, kernel, stride, dilation):
     want = np.take(np.asarray(x), idx, axis=2)
     assert got.shape == want.shape == (2, 3, out, kernel)
     np.testing.assert_array_equal(np.asarray(got), want)
+
+
+@pytest.mark.parametrize("rank, stride", [(1, 1), (1, 3), (2, 2)])
+def test_gather_slices_axes_past_int32(monkeypatch, rank, stride):
+    """im2col slices an axis longer than int32 can index (take_windows) instead of
+    gathering it. With the threshold lowered to 3, every axis here takes that path: the
+    gather impl's output and gradients must still be lax's."""
+    from jaxconv import _conv
+    from jaxconv.impls import gather
+
+    rng = np.random.default_rng(rank * 10 + stride)
+    x = rng.standard_normal((2, 4, *(9,) * rank))
+    w = rng.standard_normal((6, 2, *(3,) * rank))
+    kw = dict(stride=stride, padding=1, dilation=(2,) + (1,) * (rank - 1), groups=2)
+
+    def run(impl):
+        y, vjp = jax.vjp(lambda x, w: jaxconv.conv(x, w, **kw, impl=impl), x, w)
+        return y, *vjp(np.cos(np.arange(y.size)).reshape(y.shape))
+
+    want = run("lax")
+    calls = []
+    monkeypatch.setattr(gather, "_INT32_MAX", 3)
+    monkeypatch.setattr(gather, "take_windows",
+                        lambda *a, f=gather.take_windows: calls.append(1) or f(*a))
+    _conv.conv_core.clear_cache()
+    try:
+        got = run("gather")
+    finally:
+        _conv.conv_core.clear_cache()
+    assert calls, "im2col never took the sliced path"
+    for g, w_ in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w_), rtol=1e-10, atol=1e-10)

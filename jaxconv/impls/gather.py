@@ -133,8 +133,8 @@ def take_windows(x: jax.Array, idx: np.ndarray, axis: int) -> jax.Array:
 
     Tap ``k`` of every window reads the arithmetic progression ``idx[:, k]``, one
     strided ``lax.slice``; the taps are stacked. No index array, so no index width
-    to overflow: im2col uses it where an index passes int32 (a gather's indices are
-    int32 unless x64 is enabled).
+    to overflow: im2col uses it on an axis longer than int32 can index (a gather's
+    indices are int32 unless x64 is enabled).
     """
     out = idx.shape[0]
     step = int(idx[1, 0] - idx[0, 0]) if out > 1 else 1
@@ -149,7 +149,7 @@ def im2col(xp: jax.Array, indices: Sequence[np.ndarray]) -> jax.Array:
     for i, idx in enumerate(indices):
         # Axes before 2 + 2i are already (P, K) pairs; axis 2 + 2i is still S_i.
         axis = 2 + 2 * i
-        if idx.size and int(idx[-1, -1]) > _INT32_MAX:
+        if xp.shape[axis] > _INT32_MAX:  # int32 indices (and take's clip bound) overflow
             xp = take_windows(xp, idx, axis)
         else:  # in bounds: clip never clips
             xp = jnp.take(xp, idx.astype(np.int32), axis=axis, mode="clip")
