@@ -97,7 +97,8 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         return AutoChoice(f, t, w, tuple(reasons))
     if groups > 1 and groups <= SPLIT_MAX_GROUPS:
         why = (f"{groups} groups (<= {SPLIT_MAX_GROUPS}) of {group_in} input channels: "
-               "one dense XLA convolution per group (XLA's grouped ones are slow on CPU)")
+               "fold, which splits them into dense XLA convolutions, one per group (XLA's "
+               "grouped ones are slow on CPU)")
         return AutoChoice("fold", "fold", "fold", (why,) * 3)
     if groups > 1:
         why = (f"{groups} groups of {group_in} channels: one matmul per tap, batched over "

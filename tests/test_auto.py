@@ -153,15 +153,18 @@ def test_fold_splits_groups_like_torch(torch, rank, groups, stride):
     rng = np.random.default_rng(rank * 100 + groups)
     x = rng.standard_normal((2, 2 * groups, *(5,) * rank))
     w = rng.standard_normal((3 * groups, 2, *(3,) * rank))
-    kw = dict(stride=stride, padding=1, dilation=(2,) + (1,) * (rank - 1), groups=groups)
+    # stride 2 with dilation 1: fold's input gradient in stride phases, split per group
+    kw = dict(stride=stride, padding=1, dilation=3 - stride, groups=groups)
     torch_fn = getattr(torch.nn.functional, f"conv{rank}d")
     _vjp_matches_torch(torch, jaxconv.conv, torch_fn, x, w, kw, "fold", rng)
     forward = lambda x, w: jaxconv.conv(x, w, **kw, impl="fold")
     y = forward(x, w)
     per_kernel = groups if groups <= SPLIT_MAX_GROUPS else 1
-    if rank < 3:  # 3-d folds further (stride phases: a convolution per phase)
+    if rank < 3:  # 3-d folds further
+        phases = stride**rank  # T: one stride-1 convolution per phase
         assert _xla_convs(forward, x, w) == per_kernel
-        assert _xla_convs(lambda x, w: jax.vjp(forward, x, w)[1](y), x, w) == 3 * per_kernel
+        assert _xla_convs(lambda x, w: jax.vjp(forward, x, w)[1](y), x, w) == (
+            (2 + phases) * per_kernel)
 
 
 @pytest.mark.parametrize("triple", [("lax", "shift", "gather"), ("gather", "lax", "shift"),

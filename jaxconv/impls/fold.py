@@ -199,7 +199,7 @@ FOLD = register_impl(
         forward=forward,
         input_grad=input_grad,
         weight_grad=weight_grad,
-        description="XLA's convolution reshaped: up to 16 groups split into dense "
+        description=f"XLA's convolution reshaped: up to {SPLIT_MAX_GROUPS} groups split into dense "
         "convolutions, 3-d (and higher) folded into one 2-d convolution, strided input "
         "gradients as stride phases; otherwise lax.",
     )
