@@ -90,50 +90,7 @@ def _xla_conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides, padding,
         n, c, *spatial = lhs.shape
         lhs = jnp.stack([lhs, jnp.zeros_like(lhs)], axis=2).reshape(n, 2 * c, *spatial)
         rhs = jnp.concatenate([rhs, jnp.zeros_like(rhs)], axis=1)
-    lhs, padding = _output_within_input(lhs, rhs, window_strides, padding, **kwargs)
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
-
-
-def _output_within_input(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides, padding,
-                         **kwargs) -> tuple[jnp.ndarray, tuple[tuple[int, int], ...]]:
-    """`lhs` zero-padded explicitly by as much of `padding` as keeps every output axis
-    within the input's, the rest left to the convolution.
-
-    XLA's CPU backend hands a 2-d convolution to YNNPACK only if no output spatial
-    axis is longer than the input's (jax 0.10.2, ``IsConvolutionOpSupportedByYnn``);
-    otherwise it runs a generic loop nest several times slower: the input gradient
-    of a convolution on a pre-padded (reflect, replicate, circular) or ``'valid'``
-    input grows 56 -> 58 in a 3x3 ResNet layer, and took 20 ms where YNNPACK takes
-    about 7. The sums are the same, and the convolution keeps some padding (see
-    :func:`_conv`). Only CPU, 2-d, without input dilation (which YNNPACK refuses
-    anyway).
-    """
-    spatial = len(padding)
-    if (jax.default_backend() != "cpu" or spatial != 2
-            or any(d != 1 for d in kwargs.get("lhs_dilation") or (1,) * spatial)):
-        return lhs, tuple(padding)
-    numbers = kwargs["dimension_numbers"]
-    rhs_dilation = kwargs.get("rhs_dilation") or (1,) * spatial
-    explicit, kept = [], []
-    for i, ((lo, hi), s, d) in enumerate(zip(padding, window_strides, rhs_dilation,
-                                             strict=True)):
-        n = lhs.shape[numbers.lhs_spec[2 + i]]
-        k = rhs.shape[numbers.rhs_spec[2 + i]]
-        out = (n + lo + hi - d * (k - 1) - 1) // s + 1
-        need = out - n
-        e_lo = e_hi = 0
-        if need > 0:  # then lo + hi >= need (out <= n + lo + hi), so this fits
-            e_lo = min(max(lo, 0), (need + 1) // 2)
-            e_hi = min(max(hi, 0), need - e_lo)
-            e_lo = need - e_hi
-        explicit.append((e_lo, e_hi))
-        kept.append((lo - e_lo, hi - e_hi))
-    if not any(lo or hi for lo, hi in explicit):
-        return lhs, tuple(padding)
-    config = [(0, 0, 0)] * lhs.ndim
-    for i, (lo, hi) in enumerate(explicit):
-        config[numbers.lhs_spec[2 + i]] = (lo, hi, 0)
-    return lax.pad(lhs, jnp.zeros((), lhs.dtype), config), tuple(kept)
 
 
 def _conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides, padding, **kwargs) -> jnp.ndarray:
