@@ -41,6 +41,8 @@ SHIFT_MAX_GROUP_IN = 8  # shift-and-add beats matmul-based kernels up to this C_
 SHIFT_MAX_TERMS = 512  # Cg * prod(K) (F, W) and M * prod(K) (T): unrolled terms per output
 SMALL_SPATIAL = 16  # output positions per sample at or below which patches + matmul win
 PHASES_MAX_IN = 16  # strided input gradients with at most this many input channels: phases
+STRIDED_W_MIN_IN = 64  # strided 2-d weight gradients with at least this many: shift's matmuls
+STRIDED_W_MAX_TAPS = 9  # ... and kernels of at most this many taps (3x3; 5x5 measured a tie)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +125,12 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
             f"{spec.rank}-d input gradient: {t_how}",
             f"{spec.rank}-d weight gradient: the folded 2-d convolution's, read back"))
     why = "dense convolution: XLA's CPU convolution"
+    if (spec.rank == 2 and strided and group_in >= STRIDED_W_MIN_IN
+            and taps <= STRIDED_W_MAX_TAPS):
+        return AutoChoice("lax", "lax", "shift", (why, why, (
+            f"strided 2-d, {group_in} input channels (>= {STRIDED_W_MIN_IN}), {taps} taps "
+            f"(<= {STRIDED_W_MAX_TAPS}): one matmul per tap over the strided windows (XLA's "
+            "strided weight gradient is slow on CPU)")))
     if strided and phases and group_in <= PHASES_MAX_IN:
         return AutoChoice("lax", "fold", "lax", (why, (
             f"strided, {group_in} input channels (<= {PHASES_MAX_IN}): stride phases, each a "

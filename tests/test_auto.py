@@ -39,7 +39,14 @@ IMPLS = jaxconv.available_impls()
     (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
     # a strided stem with 3 input channels: its input gradient in stride phases
     (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "lax")),
-    (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax",) * 3),
+    # strided 2-d with many input channels: shift's per-tap matmuls for the weight gradient
+    (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
+    (((8, 64, 56, 56), (128, 64, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
+    (((8, 256, 14, 14), (512, 256, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
+    # ... but not with fewer channels, a larger kernel, nor in 1-d
+    (((8, 32, 112, 112), (64, 32, 3, 3)), dict(stride=2, padding=1), ("lax",) * 3),
+    (((8, 64, 56, 56), (64, 64, 5, 5)), dict(stride=2, padding=2), ("lax",) * 3),
+    (((8, 64, 4096), (128, 64, 3)), dict(stride=2, padding=1), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
     # 3-d dense: folded into one 2-d XLA convolution
     (((2, 16, 8, 32, 32), (32, 16, 3, 3, 3)), dict(padding=1), ("fold",) * 3),
