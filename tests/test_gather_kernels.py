@@ -139,6 +139,22 @@ def test_shift_channel_sum_paths_agree(monkeypatch, path):
     _check(_gather_and_lax(spec, impl=_shift)(x, w, g))
 
 
+@pytest.mark.parametrize(("operands", "sizes"), [
+    (1, [12] * 6), (24, [24] * 3), (36, [36, 36]), (60, [60, 12]), (1000, [72])])
+def test_shift_weight_grad_reductions_split_by_whole_taps(monkeypatch, operands, sizes):
+    """shift's weight gradient sums up to REDUCE_OPERANDS products per variadic reduction,
+    whole taps each (at least one): with 12 entries per tap (3 x 4 channels per group) and
+    6 taps, the reductions have `sizes` operands, and every split matches lax."""
+    monkeypatch.setattr(_shift, "REDUCE_OPERANDS", operands)
+    spec = _spec(2, (2, 1), 1, 2, ((1, 0), (0, 2)))
+    x, w, g = _arrays(2, 2, 8, 6, 2, spec)
+    kernel = w.shape[2:]
+    jaxpr = jax.make_jaxpr(lambda a, b: _shift.weight_grad(a, b, spec, kernel))(x, g)
+    reduces = [e for e in _all_eqns(jaxpr.jaxpr) if e.primitive.name == "reduce"]
+    assert [len(e.invars) // 2 for e in reduces] == sizes
+    _check(_gather_and_lax(spec, impl=_shift)(x, w, g))
+
+
 def _all_eqns(jaxpr):
     """Every equation of `jaxpr`, recursing into sub-jaxprs (pjit, scan, cond, custom_*)."""
     for eqn in jaxpr.eqns:

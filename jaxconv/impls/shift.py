@@ -37,10 +37,15 @@ Weight gradient, the adjoint in ``w`` (batch and positions contracted)::
     dw[g, m, c, k] = Σ_{n, p} g[n, g, m, p] · X_k[n, g, c, p]
 
 With few entries per group (``prod(K) · M · Cg <= REDUCE_MAX``, depthwise
-and small groups) all of them are the operands of one variadic ``lax.reduce``
-over ``(n, p)``, into which XLA fuses the products: ``x`` and ``g`` are read
-once (10x faster than a pass per tap on CPU). Otherwise it is one
-contraction per tap over ``(n, p)`` with ``g`` a batch dimension.
+and small groups) they are the operands of variadic ``lax.reduce`` operations over
+``(n, p)``, into which XLA fuses the products, so ``x`` and ``g`` are read
+once per reduction (10x faster than a pass per tap on CPU): as many taps per
+reduction as keep it within ``REDUCE_OPERANDS`` operands (one reduction for
+every depthwise 3x3 or 1-d k31 kernel; two taps each for 32 groups of 4x4).
+A single reduction of more operands compiles slowly (1.9 s for 144) and
+runs slower too (11.0 against 9.7 ms on grouped_3x3_g32, AMD 2-core CPU).
+Otherwise it is one contraction per tap over ``(n, p)`` with ``g`` a batch
+dimension.
 
 ``g`` may hold fewer positions than ``P`` (conv_transpose with output_padding
 >= stride): the windows and placements then use its size, which is the adjoint
@@ -84,6 +89,8 @@ UNROLL_MAX = 16
 # Weight gradients with at most this many entries per group (taps x M x Cg) are one
 # variadic reduction (one pass over x and g); larger ones, one dot_general per tap.
 REDUCE_MAX = 256
+# ... split into variadic reductions of at most this many operands (whole taps each).
+REDUCE_OPERANDS = 32
 # Depthwise forwards with at most this many taps pad each window inside the fused loop.
 WINDOW_PAD_MAX = 16
 
@@ -219,19 +226,24 @@ def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array
 
 def _weight_grad_by_reduce(xp: jax.Array, gg: jax.Array, spec: ConvSpec, taps,
                            kernel) -> jax.Array:
-    """Every ``(k, m, c)`` entry of ``dw`` (per group) as one operand of a single
-    variadic ``lax.reduce`` over ``(n, p)``: XLA fuses the products into it and
-    reads ``x`` and ``g`` once, instead of once per tap."""
+    """Every ``(k, m, c)`` entry of ``dw`` (per group) as one operand of a variadic
+    ``lax.reduce`` over ``(n, p)``, whole taps per reduction and at most
+    ``REDUCE_OPERANDS`` operands (at least one tap): XLA fuses the products into
+    each and reads ``x`` and ``g`` once per reduction, not once per entry."""
     groups, group_out, group_in = gg.shape[1], gg.shape[2], xp.shape[2]
-    products = []
-    for tap in taps:
-        xs = _window(xp, tap, spec, gg.shape[3:])  # (N, G, Cg, *P)
-        products += [gg[:, :, m] * xs[:, :, c] for m in range(group_out)
-                     for c in range(group_in)]  # each (N, G, *P)
+    per_reduce = max(1, REDUCE_OPERANDS // (group_out * group_in))
     dims = (0, *range(2, 2 + spec.rank))
-    zeros = [jnp.zeros((), xp.dtype)] * len(products)
-    sums = lax.reduce(products, zeros, lambda a, b: [u + v for u, v in zip(a, b, strict=True)],
-                      dims)  # each (G,)
+    sums = []
+    for first in range(0, len(taps), per_reduce):
+        products = []
+        for tap in taps[first:first + per_reduce]:
+            xs = _window(xp, tap, spec, gg.shape[3:])  # (N, G, Cg, *P)
+            products += [gg[:, :, m] * xs[:, :, c] for m in range(group_out)
+                         for c in range(group_in)]  # each (N, G, *P)
+        zeros = [jnp.zeros((), xp.dtype)] * len(products)
+        sums += lax.reduce(products, zeros,
+                           lambda a, b: [u + v for u, v in zip(a, b, strict=True)],
+                           dims)  # each (G,)
     dw = jnp.stack(sums, axis=-1).reshape(groups, len(taps), group_out, group_in)
     return jnp.moveaxis(dw, 1, -1).reshape(groups * group_out, group_in, *kernel)
 
