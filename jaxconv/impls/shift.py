@@ -41,7 +41,8 @@ and small groups) they are the operands of variadic ``lax.reduce`` operations ov
 ``(n, p)``, into which XLA fuses the products, so ``x`` and ``g`` are read
 once per reduction (10x faster than a pass per tap on CPU): as many taps per
 reduction as keep it within ``REDUCE_OPERANDS`` operands (one reduction for
-every depthwise 3x3 or 1-d k31 kernel; two taps each for 32 groups of 4x4).
+every depthwise 3x3 or 1-d k31 kernel; two taps each for 32 groups of 4 input
+and 4 output channels).
 A single reduction of more operands compiles slowly (1.9 s for 144) and
 runs slower too (11.0 against 9.7 ms on grouped_3x3_g32, AMD 2-core CPU).
 Otherwise it is one contraction per tap over ``(n, p)`` with ``g`` a batch
@@ -86,8 +87,8 @@ from jaxconv.impls.lax import input_grad_as_forward
 # Channel sums longer than this are one dot_general per tap instead of unrolled
 # broadcast multiply-adds (which XLA fuses, but compiles slowly when long).
 UNROLL_MAX = 16
-# Weight gradients with at most this many entries per group (taps x M x Cg) are one
-# variadic reduction (one pass over x and g); larger ones, one dot_general per tap.
+# Weight gradients with at most this many entries per group (taps x M x Cg) are variadic
+# reductions (one pass over x and g each); larger ones, one dot_general per tap.
 REDUCE_MAX = 256
 # ... split into variadic reductions of at most this many operands (whole taps each).
 REDUCE_OPERANDS = 32
