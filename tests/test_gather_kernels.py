@@ -275,3 +275,34 @@ def test_kernels_keep_dtype(dtype, impl):
             scale = 1 + float(jnp.abs(expected).max())
             np.testing.assert_allclose(np.asarray(actual, np.float32), np.asarray(expected),
                                        rtol=0, atol=tol * scale)
+
+
+@pytest.mark.parametrize("per_sample", [True, False])
+@pytest.mark.parametrize("case", CASES[::2], ids=_case_id)
+def test_gather_weight_grad_per_sample_products(monkeypatch, case, per_sample):
+    """dW as one ``[P, O] [P, CK]`` product per sample, summed (the path at least
+    PER_SAMPLE_W_MIN_POSITIONS output positions take), or as one product over batch and
+    positions: each agrees with lax and autodiff, and the jaxpr shows which one ran (the
+    sample axis is a batch dimension of the product, next to the group, or it is not)."""
+    monkeypatch.setattr(_gather, "PER_SAMPLE_W_MIN_POSITIONS", 1 if per_sample else 10**9)
+    rank, batch, stride, dilation, groups, c_in, c_out, pads = case
+    spec = _spec(rank, stride, dilation, groups, pads)
+    x, w, g = _arrays(rank, batch, c_in, c_out, groups, spec)
+    jaxpr = jax.make_jaxpr(lambda a, b: _gather.weight_grad(a, b, spec, w.shape[2:]))(x, g)
+    dots = [eqn for eqn in _all_eqns(jaxpr.jaxpr) if eqn.primitive.name == "dot_general"]
+    assert [len(eqn.params["dimension_numbers"][1][0]) for eqn in dots] == [
+        2 if per_sample else 1]
+    _check(_gather_and_lax(spec)(x, w, g))
+
+
+def test_gather_weight_grad_per_sample_products_in_chunks(monkeypatch, memory_budget):
+    """The per-sample products inside the batch chunks of a tiny memory budget."""
+    monkeypatch.setattr(_gather, "PER_SAMPLE_W_MIN_POSITIONS", 1)
+    spec = _spec(2, 2, 1, 2, ((1, 0), (0, 2)))
+    x, w, g = _arrays(2, 5, 4, 6, 2, spec)
+    per_sample = x.shape[1] * np.prod(g.shape[2:]) * np.prod(w.shape[2:]) * x.dtype.itemsize
+    memory_budget(int(2 * per_sample + per_sample // 2))
+    run = _gather_and_lax(spec)
+    assert sum(eqn.primitive.name == "scan" for eqn in _all_eqns(
+        jax.make_jaxpr(run)(x, w, g).jaxpr)) == 3
+    _check(run(x, w, g))

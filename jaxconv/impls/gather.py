@@ -20,7 +20,9 @@ over axes), ``W`` is ``(O/G, C/G · K)`` and ``G`` (the output gradient) is
     dW = Gᵀ X      [N·P, O] [N·P, CK] -> [O, CK]                 (weight grad)
     dX = G W       [N·P, O] [O, CK]  -> [N·P, CK]                (patch grad)
 
-and the input gradient is ``dX`` sent back through the gather: col2im
+(``dW`` as ``Σ_b G_bᵀ X_b``, one ``[P, O] [P, CK]`` product per sample, when a
+sample has at least ``PER_SAMPLE_W_MIN_POSITIONS`` output positions), and the
+input gradient is ``dX`` sent back through the gather: col2im
 scatter-adds ``dX[b, c, p, k]`` onto ``xp[b, c, idx[p, k]]`` (as strided
 ``lax.pad``s per tap, see :func:`col2im`; overlapping
 windows sum; positions no window reads, e.g. the trailing ``(n + lo + hi -
@@ -55,6 +57,16 @@ from jaxconv._spec import ConvSpec, Pairs, as_int
 from jaxconv.impls._xla import accumulation_dtype, split_groups
 
 _DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+# The weight gradient's contraction runs over (batch, output position). From this many
+# output positions per sample on, it is one product per sample, summed: ``[P, O] [P, CK]``
+# each, which XLA's CPU dot runs on the arrays as they lie, where contracting batch and
+# positions together first transposes the patch tensor. W alone, ms, contracting both /
+# per sample (AMD EPYC 2-core, ``python -m jaxconv bench --kernels`` shapes):
+# 8x64x56² 3x3 104 / 79, stem 7x7 s2 (112² outputs) 193 / 116, wavenet 1-d (4096)
+# 53 / 25; 8x64x28² 16.0 / 16.2; at 14² (196 positions) per sample is slower, 4.3 / 8.2,
+# and at 4x4 (late layers) 7 / 280.
+PER_SAMPLE_W_MIN_POSITIONS = 1024
 _memory_budget = _DEFAULT_MEMORY_BUDGET
 
 
@@ -321,11 +333,16 @@ def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array
                                       strict=True))
     indices = _axis_indices(spec, out_spatial, kernel)
 
+    per_sample = math.prod(out_spatial) >= PER_SAMPLE_W_MIN_POSITIONS
+    dw_labels = [_GROUP, _OUT, _IN, *_tap_labels(rank)]
+
     def chunk_weight_grad(xc: jax.Array, gc: jax.Array) -> jax.Array:
         dw = _einsum(spec, split_groups(gc, 1, spec.groups),
                      [_BATCH, _GROUP, _OUT, *_out_labels(rank)],
                      _grouped_patches(xc, spec, indices), _patch_labels(rank),
-                     [_GROUP, _OUT, _IN, *_tap_labels(rank)])
+                     [_BATCH, *dw_labels] if per_sample else dw_labels)
+        if per_sample:
+            dw = dw.sum(0)
         return _ungrouped(dw, 0)  # accumulation dtype; cast once after the chunk sum
 
     chunk = _chunk_size(x.shape[1], padded, out_spatial, kernel, x.dtype)
