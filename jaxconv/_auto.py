@@ -9,6 +9,9 @@ x86-64 CPU (jax 0.10.2, XLA's CPU convolutions run by YNNPACK); the table that
 justifies each one is in README.md ("Performance"). On another machine,
 ``python -m jaxconv bench --kernels`` times every impl's kernels per layer and
 prints what auto picks next to the fastest, so a rule can be re-derived there.
+One rule depends on the CPU: on a later AMD machine without AVX-512 (AVX2 only)
+XLA's 2-d weight-gradient convolution ran at a tenth of the Intel machine's
+speed, so there gather computes it (:func:`cpu_has_avx512`).
 
 On GPU and TPU auto keeps ``lax`` for every kernel: no measurement there says
 otherwise yet.
@@ -17,6 +20,7 @@ otherwise yet.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -69,12 +73,14 @@ class AutoChoice:
 
 
 def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
-           backend: str) -> AutoChoice:
+           backend: str, avx512: bool = True) -> AutoChoice:
     """The kernels auto runs for the convolution of `spec` on `input_shape`
     ``(N, C_in, *S)`` (before mode padding) with `weight_shape` on `backend`.
 
     `dtype` is part of the decision's inputs but no rule uses it yet: the rules
-    were measured in float32 only."""
+    were measured in float32 only. `avx512` says whether the CPU has AVX-512
+    (:func:`cpu_has_avx512`): without it, XLA's 2-d weight-gradient convolution
+    is slow and gather computes it."""
     if backend != "cpu":
         why = f"backend {backend!r}: lax (no measurement on this backend says otherwise)"
         return AutoChoice("lax", "lax", "lax", (why,) * 3)
@@ -113,8 +119,7 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
     if out_positions <= SMALL_SPATIAL:
         why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}): "
                "im2col + one matmul")
-        return AutoChoice("gather", "shift", "gather", (
-            why, f"{out_positions} output positions per sample: one matmul per tap", why))
+        return AutoChoice("gather", "gather", "gather", (why,) * 3)
     if spec.rank >= 3:
         t_how = ("folded to 2-d" if not strided else
                  "stride phases, each folded to 2-d" if phases else
@@ -125,17 +130,38 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
             f"{spec.rank}-d input gradient: {t_how}",
             f"{spec.rank}-d weight gradient: the folded 2-d convolution's, read back"))
     why = "dense convolution: XLA's CPU convolution"
+    f, t, w, reasons = "lax", "lax", "lax", [why] * 3
     if (spec.rank == 2 and strided and group_in >= STRIDED_W_MIN_IN
             and taps <= STRIDED_W_MAX_TAPS):
-        return AutoChoice("lax", "lax", "shift", (why, why, (
+        w, reasons[2] = "shift", (
             f"strided 2-d, {group_in} input channels (>= {STRIDED_W_MIN_IN}), {taps} taps "
             f"(<= {STRIDED_W_MAX_TAPS}): one matmul per tap over the strided windows (XLA's "
-            "strided weight gradient is slow on CPU)")))
+            "strided weight gradient is slow on CPU)")
+    elif (not avx512 and spec.rank == 2
+          and (not strided or taps <= STRIDED_W_MAX_TAPS or group_in <= PHASES_MAX_IN)):
+        w, reasons[2] = "gather", (
+            "2-d on a CPU without AVX-512: im2col + one matmul per sample (XLA's weight-"
+            "gradient convolution is slow there)")
     if strided and phases and group_in <= PHASES_MAX_IN:
-        return AutoChoice("lax", "fold", "lax", (why, (
+        t, reasons[1] = "fold", (
             f"strided, {group_in} input channels (<= {PHASES_MAX_IN}): stride phases, each a "
-            "stride-1 XLA convolution (XLA's lhs-dilated one is slow for few channels)"), why))
-    return AutoChoice("lax", "lax", "lax", (why,) * 3)
+            "stride-1 XLA convolution (XLA's lhs-dilated one is slow for few channels)")
+    return AutoChoice(f, t, w, tuple(reasons))
+
+
+@functools.cache
+def cpu_has_avx512() -> bool:
+    """Whether this machine's CPU has AVX-512 (``avx512f`` among the flags in
+    ``/proc/cpuinfo``). Where that file can't be read (not Linux) the answer is
+    True: the rules measured on the AVX-512 machine apply."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return True
+    flags = [line.partition(":")[2].split() for line in text.splitlines()
+             if line.startswith("flags")]
+    return not flags or "avx512f" in flags[0]
 
 
 def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
@@ -144,7 +170,7 @@ def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
     impl = check_impl(fn, impl)
     if impl == "auto":
         impl = choose(spec, tuple(input_shape), tuple(weight_shape), dtype,
-                      jax.default_backend()).impls
+                      jax.default_backend(), cpu_has_avx512()).impls
     elif isinstance(impl, str):
         impl = (impl,) * 3
     return dataclasses.replace(spec, impl=impl[0] if len(set(impl)) == 1 else impl)
@@ -171,7 +197,8 @@ def shape_stand_in(shape, dtype: Any = np.float32) -> np.ndarray:
 def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
                  dilation: Any = 1, groups: int = 1, padding_mode: str = "zeros", *,
                  dtype: Any = "float32", backend: str | None = None,
-                 transpose: bool = False, output_padding: Any = 0) -> AutoChoice:
+                 transpose: bool = False, output_padding: Any = 0,
+                 avx512: bool | None = None) -> AutoChoice:
     """What ``impl="auto"`` would run for a call with these shapes, and why.
 
     Takes the shapes (not arrays) and the arguments of :func:`jaxconv.conv`
@@ -185,6 +212,8 @@ def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
       backend: ``"cpu"``, ``"gpu"``, ``"tpu"``; default ``jax.default_backend()``.
       transpose: describe :func:`jaxconv.conv_transpose` (whose forward is the
         ``input_grad`` kernel of the convolution it transposes).
+      avx512: whether the CPU has AVX-512 (a CPU rule depends on it); default
+        this machine's answer, :func:`jaxconv._auto.cpu_has_avx512`.
 
     Returns:
       An :class:`AutoChoice`; ``print`` it for a per-kernel table.
@@ -193,8 +222,9 @@ def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
       ValueError, TypeError: as the call would; and for shapes that are not tuples
         of non-negative ints, a `dtype` jaxconv doesn't compute, a `backend` that
         is not a string, a `transpose` that is not a bool, a `padding_mode` other
-        than ``"zeros"`` with ``transpose=True`` (conv_transpose takes none) or
-        an `output_padding` with ``transpose=False`` (conv takes none).
+        than ``"zeros"`` with ``transpose=True`` (conv_transpose takes none), an
+        `output_padding` with ``transpose=False`` (conv takes none) or an `avx512`
+        that is neither None nor a bool.
     """
     fn = "explain_auto"
     input_shape = shape_tuple(fn, "input_shape", input_shape)
@@ -212,13 +242,16 @@ def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
                               and not isinstance(output_padding, bool) and output_padding == 0):
         raise _fail(ValueError, fn, "`output_padding` is an argument of conv_transpose only: "
                     f"pass transpose=True with it, got output_padding={output_padding!r}.")
+    if avx512 is not None and not isinstance(avx512, (bool, np.bool_)):
+        raise _fail(TypeError, fn, f"`avx512` must be None or a bool, got avx512={avx512!r}.")
     x, w = shape_stand_in(input_shape, dt), shape_stand_in(weight_shape, dt)
     backend = jax.default_backend() if backend is None else backend
+    avx512 = cpu_has_avx512() if avx512 is None else bool(avx512)
     if transpose:
         spec, _, _, conv_input_shape = conv_transpose_spec(
             "explain_auto", x, w, None, stride, padding, output_padding, groups, dilation,
             None)
-        return choose(spec, conv_input_shape, w.shape, dt, backend)
+        return choose(spec, conv_input_shape, w.shape, dt, backend, avx512)
     spec, batched = conv_spec("explain_auto", x, w, None, stride, padding, dilation, groups,
                               padding_mode, None)
-    return choose(spec, x.shape if batched else (1, *x.shape), w.shape, dt, backend)
+    return choose(spec, x.shape if batched else (1, *x.shape), w.shape, dt, backend, avx512)

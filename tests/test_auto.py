@@ -34,7 +34,8 @@ IMPLS = jaxconv.available_impls()
     (((1, 4, 4096), (4, 1, 601)), dict(groups=4), ("gather", "gather", "shift")),
     # dense: 1x1 and small spatial are matmuls; 2-d and 1-d stay on XLA's convolution
     (((8, 256, 28, 28), (256, 256, 1, 1)), {}, ("shift", "gather", "gather")),
-    (((8, 512, 4, 4), (512, 512, 3, 3)), dict(padding=1), ("gather", "shift", "gather")),
+    (((8, 512, 4, 4), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
+    (((8, 512, 2, 2), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
     (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
     # a strided stem with 3 input channels: its input gradient in stride phases
@@ -54,10 +55,62 @@ IMPLS = jaxconv.available_impls()
      ("fold",) * 3),
 ])
 def test_rules_on_cpu(shapes, kwargs, picks):
-    choice = jaxconv.explain_auto(*shapes, **kwargs, backend="cpu")
+    choice = jaxconv.explain_auto(*shapes, **kwargs, backend="cpu", avx512=True)
     assert choice.impls == picks
     assert all(choice.reasons)
     assert str(choice).splitlines()[0].startswith("forward")
+
+
+@pytest.mark.parametrize(("shapes", "kwargs", "picks"), [
+    # stride 1, any padding mode and dilation, and the few-channel stem: gather's W
+    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax", "lax", "gather")),
+    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"),
+     ("lax", "lax", "gather")),
+    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=2, dilation=2), ("lax", "lax", "gather")),
+    (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "gather")),
+    (((8, 32, 112, 112), (64, 32, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "gather")),
+    # ... unchanged: strided with >= 64 channels (shift), strided 5x5 with many channels,
+    # 1-d, 3-d, grouped, 1x1 and small spatial
+    (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
+    (((8, 64, 56, 56), (64, 64, 5, 5)), dict(stride=2, padding=2), ("lax",) * 3),
+    (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
+    (((2, 16, 8, 32, 32), (32, 16, 3, 3, 3)), dict(padding=1), ("fold",) * 3),
+    (((8, 128, 28, 28), (128, 32, 3, 3)), dict(padding=1, groups=4), ("fold",) * 3),
+    (((8, 256, 28, 28), (256, 256, 1, 1)), {}, ("shift", "gather", "gather")),
+    (((8, 512, 4, 4), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
+])
+def test_rules_on_cpus_without_avx512(shapes, kwargs, picks):
+    choice = jaxconv.explain_auto(*shapes, **kwargs, backend="cpu", avx512=False)
+    assert choice.impls == picks
+    with_avx512 = jaxconv.explain_auto(*shapes, **kwargs, backend="cpu", avx512=True)
+    changed = with_avx512.impls != picks
+    assert changed == ("without AVX-512" in choice.reasons[2])
+    assert with_avx512.impls[:2] == picks[:2]
+
+
+def test_auto_reads_avx512_from_the_machine():
+    shapes = ((8, 64, 56, 56), (64, 64, 3, 3))
+    ours = jaxconv.explain_auto(*shapes, padding=1, backend="cpu")
+    assert ours == jaxconv.explain_auto(*shapes, padding=1, backend="cpu",
+                                        avx512=_auto.cpu_has_avx512())
+    assert isinstance(_auto.cpu_has_avx512(), bool)
+
+
+def test_cpu_has_avx512_reads_the_first_flags_line(tmp_path, monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+    for flags, expected in (("fpu sse2 avx2 fma", False), ("fpu avx2 avx512f avx512bw", True)):
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        monkeypatch.setattr(builtins, "open", lambda path, *a, _p=cpuinfo, **k: real_open(
+            _p if path == "/proc/cpuinfo" else path, *a, **k))
+        _auto.cpu_has_avx512.cache_clear()
+        try:
+            assert _auto.cpu_has_avx512() is expected
+        finally:
+            monkeypatch.setattr(builtins, "open", real_open)
+            _auto.cpu_has_avx512.cache_clear()
 
 
 @pytest.mark.parametrize("backend", ["gpu", "tpu"])

@@ -409,6 +409,8 @@ FUZZ_ERRORS = [
     ("explain-backend", lambda: jaxconv.explain_auto((2, 4, 5), (6, 4, 3), backend=1), TypeError,
      "jaxconv.explain_auto: `backend` must be None or a backend name such as 'cpu', 'gpu' or "
      "'tpu', got backend=1."),
+    ("explain-avx512", lambda: jaxconv.explain_auto((2, 4, 5), (6, 4, 3), avx512="no"),
+     TypeError, "jaxconv.explain_auto: `avx512` must be None or a bool, got avx512='no'."),
     ("explain-transpose", lambda: jaxconv.explain_auto((2, 4, 5), (6, 4, 3), transpose="yes"),
      TypeError, "jaxconv.explain_auto: `transpose` must be a bool, got transpose='yes'."),
     ("explain-transpose-mode", lambda: jaxconv.explain_auto(
