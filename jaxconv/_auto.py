@@ -9,9 +9,10 @@ x86-64 CPU (jax 0.10.2, XLA's CPU convolutions run by YNNPACK); the table that
 justifies each one is in README.md ("Performance"). On another machine,
 ``python -m jaxconv bench --kernels`` times every impl's kernels per layer and
 prints what auto picks next to the fastest, so a rule can be re-derived there.
-One rule depends on the CPU: on a later AMD machine without AVX-512 (AVX2 only)
+Two rules depend on the CPU: on a later AMD machine without AVX-512 (AVX2 only)
 XLA's 2-d weight-gradient convolution ran at a tenth of the Intel machine's
-speed, so there gather computes it (:func:`cpu_has_avx512`).
+speed, so there gather computes it for mode-padded and few-channel strided
+layers (:func:`cpu_has_avx512`).
 
 On GPU and TPU auto keeps ``lax`` for every kernel: no measurement there says
 otherwise yet.
@@ -80,7 +81,7 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
     `dtype` is part of the decision's inputs but no rule uses it yet: the rules
     were measured in float32 only. `avx512` says whether the CPU has AVX-512
     (:func:`cpu_has_avx512`): without it, XLA's 2-d weight-gradient convolution
-    is slow and gather computes it."""
+    is slow and gather computes it where that shows in the whole program."""
     if backend != "cpu":
         why = f"backend {backend!r}: lax (no measurement on this backend says otherwise)"
         return AutoChoice("lax", "lax", "lax", (why,) * 3)
@@ -137,11 +138,16 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
             f"strided 2-d, {group_in} input channels (>= {STRIDED_W_MIN_IN}), {taps} taps "
             f"(<= {STRIDED_W_MAX_TAPS}): one matmul per tap over the strided windows (XLA's "
             "strided weight gradient is slow on CPU)")
-    elif (not avx512 and spec.rank == 2
-          and (not strided or taps <= STRIDED_W_MAX_TAPS or group_in <= PHASES_MAX_IN)):
+    elif not avx512 and spec.rank == 2 and not strided and spec.padding_mode != "zeros":
         w, reasons[2] = "gather", (
-            "2-d on a CPU without AVX-512: im2col + one matmul per sample (XLA's weight-"
-            "gradient convolution is slow there)")
+            f"2-d, {spec.padding_mode} padding, on a CPU without AVX-512: im2col + one matmul "
+            "per sample (XLA's weight-gradient convolution is slow there; with zero padding "
+            "it overlaps the input gradient's and wins the program back)")
+    elif not avx512 and spec.rank == 2 and strided and group_in <= PHASES_MAX_IN:
+        w, reasons[2] = "gather", (
+            f"strided 2-d, {group_in} input channels (<= {PHASES_MAX_IN}), on a CPU without "
+            "AVX-512: im2col + one matmul per sample (XLA's weight-gradient convolution is "
+            "slow there)")
     if strided and phases and group_in <= PHASES_MAX_IN:
         t, reasons[1] = "fold", (
             f"strided, {group_in} input channels (<= {PHASES_MAX_IN}): stride phases, each a "
