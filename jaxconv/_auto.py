@@ -141,8 +141,8 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
     elif not avx512 and spec.rank == 2 and not strided and spec.padding_mode != "zeros":
         w, reasons[2] = "gather", (
             f"2-d, {spec.padding_mode} padding, on a CPU without AVX-512: im2col + one matmul "
-            "per sample (XLA's weight-gradient convolution is slow there; with zero padding "
-            "it overlaps the input gradient's and wins the program back)")
+            "per sample (XLA's weight-gradient convolution is slow there; zero-padded layers "
+            "keep it, as XLA runs it beside the input gradient)")
     elif not avx512 and spec.rank == 2 and strided and group_in <= PHASES_MAX_IN:
         w, reasons[2] = "gather", (
             f"strided 2-d, {group_in} input channels (<= {PHASES_MAX_IN}), on a CPU without "

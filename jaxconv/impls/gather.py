@@ -57,6 +57,7 @@ from jaxconv._spec import ConvSpec, Pairs, as_int
 from jaxconv.impls._xla import accumulation_dtype, split_groups
 
 _DEFAULT_MEMORY_BUDGET = 256 * 2**20
+_memory_budget = _DEFAULT_MEMORY_BUDGET
 
 # The weight gradient's contraction runs over (batch, output position). From this many
 # output positions per sample on, it is one product per sample, summed: ``[P, O] [P, CK]``
@@ -67,7 +68,6 @@ _DEFAULT_MEMORY_BUDGET = 256 * 2**20
 # 53 / 25; 8x64x28² 16.0 / 16.2; at 14² (196 positions) per sample is slower, 4.3 / 8.2,
 # and at 4x4 (late layers) 7 / 280.
 PER_SAMPLE_W_MIN_POSITIONS = 1024
-_memory_budget = _DEFAULT_MEMORY_BUDGET
 
 
 def set_memory_budget(nbytes: int) -> None:
