@@ -11,8 +11,8 @@ justifies each one is in README.md ("Performance"). On another machine,
 prints what auto picks next to the fastest, so a rule can be re-derived there.
 Two rules depend on the CPU: on a later AMD machine without AVX-512 (AVX2 only)
 XLA's 2-d weight-gradient convolution ran at a tenth of the Intel machine's
-speed, so there gather computes it for mode-padded and few-channel strided
-layers (:func:`cpu_has_avx512`).
+speed, so there gather computes it for stride-1 mode-padded layers and strided
+image stems (:func:`cpu_has_avx512`).
 
 On GPU and TPU auto keeps ``lax`` for every kernel: no measurement there says
 otherwise yet.
@@ -48,6 +48,8 @@ SMALL_SPATIAL = 16  # output positions per sample at or below which patches + ma
 PHASES_MAX_IN = 16  # strided input gradients with at most this many input channels: phases
 STRIDED_W_MIN_IN = 64  # strided 2-d weight gradients with at least this many: shift's matmuls
 STRIDED_W_MAX_TAPS = 9  # ... and kernels of at most this many taps (3x3; 5x5 measured a tie)
+STEM_MAX_IN = 4  # CPUs without AVX-512: strided weight gradients from gather up to this many
+# input channels (RGB, RGBA stems; measured at 3, a 2.5x win; 32 channels tied in the program)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,16 +140,17 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
             f"strided 2-d, {group_in} input channels (>= {STRIDED_W_MIN_IN}), {taps} taps "
             f"(<= {STRIDED_W_MAX_TAPS}): one matmul per tap over the strided windows (XLA's "
             "strided weight gradient is slow on CPU)")
-    elif not avx512 and spec.rank == 2 and not strided and spec.padding_mode != "zeros":
+    elif (not avx512 and spec.rank == 2 and not strided
+          and any(lo or hi for lo, hi in spec.mode_padding)):
         w, reasons[2] = "gather", (
-            f"2-d, {spec.padding_mode} padding, on a CPU without AVX-512: im2col + one matmul "
-            "per sample (XLA's weight-gradient convolution is slow there; zero-padded layers "
-            "keep it, as XLA runs it beside the input gradient)")
-    elif not avx512 and spec.rank == 2 and strided and group_in <= PHASES_MAX_IN:
+            f"2-d, {spec.padding_mode} padding, on a CPU without AVX-512: im2col + matmul "
+            "(XLA's weight-gradient convolution is slow there; zero-padded layers keep it, as "
+            "XLA runs it beside the input gradient)")
+    elif not avx512 and spec.rank == 2 and strided and group_in <= STEM_MAX_IN:
         w, reasons[2] = "gather", (
-            f"strided 2-d, {group_in} input channels (<= {PHASES_MAX_IN}), on a CPU without "
-            "AVX-512: im2col + one matmul per sample (XLA's weight-gradient convolution is "
-            "slow there)")
+            f"strided 2-d, {group_in} input channels (<= {STEM_MAX_IN}, an image stem), on a "
+            "CPU without AVX-512: im2col + matmul (XLA's weight-gradient convolution is slow "
+            "there, slower per input channel)")
     if strided and phases and group_in <= PHASES_MAX_IN:
         t, reasons[1] = "fold", (
             f"strided, {group_in} input channels (<= {PHASES_MAX_IN}): stride phases, each a "
@@ -157,9 +160,11 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
 
 @functools.cache
 def cpu_has_avx512() -> bool:
-    """Whether this machine's CPU has AVX-512 (``avx512f`` among the flags in
-    ``/proc/cpuinfo``). Where that file can't be read (not Linux) the answer is
-    True: the rules measured on the AVX-512 machine apply."""
+    """Whether this machine's CPU has AVX-512 (``avx512f`` among the first
+    processor's flags in ``/proc/cpuinfo``). Where that file can't be read (not
+    Linux) or lists no x86 flags (e.g. ARM), the answer is True: the rules
+    measured on the AVX-512 machine apply. It reads the hardware, not what XLA
+    was told to use (``XLA_FLAGS=--xla_cpu_max_isa=...``)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             text = f.read()

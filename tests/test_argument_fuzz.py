@@ -706,7 +706,7 @@ def test_conv_general_dilated_arguments(call):
 # --- explain_auto, set_memory_budget ----------------------------------------------------------
 
 EXPLAIN_ARGS = ("input_shape", "weight_shape", "stride", "padding", "dilation", "groups",
-                "padding_mode", "dtype", "backend", "transpose", "output_padding")
+                "padding_mode", "dtype", "backend", "transpose", "output_padding", "avx512")
 
 
 @st.composite
@@ -716,7 +716,8 @@ def explain_calls(draw):
     kw = {k: call[k] for k in ("stride", "padding", "dilation", "groups")}
     kw.update(input_shape=call["input"].shape, weight_shape=call["weight"].shape,
               dtype=draw(st.sampled_from(("float32", np.float64, jnp.bfloat16, None))),
-              backend=draw(st.sampled_from((None, "cpu", "gpu"))), transpose=transpose)
+              backend=draw(st.sampled_from((None, "cpu", "gpu"))), transpose=transpose,
+              avx512=draw(st.sampled_from((None, True, False, np.bool_(False)))))
     if transpose:
         kw["output_padding"] = call["output_padding"]
     else:
@@ -744,7 +745,7 @@ def test_explain_auto_arguments(call):
     # It validates exactly as the call would: the call on arrays of those shapes agrees.
     shapes = [kw["input_shape"], kw["weight_shape"]]
     if (any(name in corrupted for name in ("input_shape", "weight_shape", "dtype", "backend",
-                                           "transpose"))
+                                           "transpose", "avx512"))
             or ("padding_mode" in corrupted and kw["transpose"])
             or ("output_padding" in corrupted and not kw["transpose"])
             or not all(isinstance(s, (tuple, list)) for s in shapes)):

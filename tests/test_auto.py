@@ -70,9 +70,11 @@ def test_rules_on_cpu(shapes, kwargs, picks):
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding="same", padding_mode="circular"),
      ("lax", "lax", "gather")),
     (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "gather")),
-    (((8, 16, 56, 56), (32, 16, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "gather")),
-    # ... not with zero padding at stride 1 (W alone is faster, the program is not), nor
-    # strided with more channels
+    (((8, 4, 64, 64), (32, 4, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "gather")),
+    # ... not with zero padding at stride 1 (W alone is faster, the program is not), nor a
+    # padding mode that pads nothing, nor strided with more channels
+    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=0, padding_mode="reflect"), ("lax",) * 3),
+    (((8, 5, 64, 64), (32, 5, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "lax")),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=2, dilation=2), ("lax",) * 3),
     (((8, 32, 112, 112), (64, 32, 3, 3)), dict(stride=2, padding=1), ("lax",) * 3),
@@ -97,29 +99,53 @@ def test_rules_on_cpus_without_avx512(shapes, kwargs, picks):
     assert with_avx512.impls[:2] == picks[:2]
 
 
-def test_auto_reads_avx512_from_the_machine():
-    shapes = ((8, 64, 56, 56), (64, 64, 3, 3))
-    ours = jaxconv.explain_auto(*shapes, padding=1, backend="cpu")
-    assert ours == jaxconv.explain_auto(*shapes, padding=1, backend="cpu",
-                                        avx512=_auto.cpu_has_avx512())
-    assert isinstance(_auto.cpu_has_avx512(), bool)
+@pytest.mark.parametrize("avx512", [True, False])
+def test_auto_follows_the_machines_avx512(monkeypatch, avx512):
+    """explain_auto's default and the call's resolution both ask cpu_has_avx512."""
+    monkeypatch.setattr(_auto, "cpu_has_avx512", lambda: avx512)
+    picks = ("lax", "lax", "lax" if avx512 else "gather")
+    shapes = ((2, 64, 56, 56), (64, 64, 3, 3))
+    assert jaxconv.explain_auto(*shapes, padding=1, padding_mode="reflect",
+                                backend="cpu").impls == picks
+    spec, _ = conv_spec("conv2d", *(np.broadcast_to(np.float32(0), s) for s in shapes), None,
+                        1, 1, 1, 1, "reflect", None)
+    if jax.default_backend() == "cpu":
+        resolved = _auto.resolve_impl("conv2d", "auto", spec, *shapes, jnp.float32)
+        assert resolved.kernel_impls == picks
 
 
-def test_cpu_has_avx512_reads_the_first_flags_line(tmp_path, monkeypatch):
+def _cpuinfo(*flag_lines):
+    return "".join(f"processor\t: {i}\nvendor_id\t: X\nflags\t\t: {flags}\n\n"
+                   for i, flags in enumerate(flag_lines))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (_cpuinfo("fpu avx2 fma", "fpu avx2 fma"), False),
+    (_cpuinfo("fpu avx2 avx512f avx512bw", "fpu avx2"), True),
+    (_cpuinfo("fpu avx2", "fpu avx2 avx512f"), False),  # the first processor's line only
+    ("processor\t: 0\nFeatures\t: fp asimd sve\n", True),  # ARM: no x86 flags line
+    (None, True),  # no /proc/cpuinfo
+], ids=["avx2", "avx512", "first-line-only", "arm", "unreadable"])
+def test_cpu_has_avx512_reads_the_first_flags_line(tmp_path, monkeypatch, text, expected):
     import builtins
 
     real_open = builtins.open
-    for flags, expected in (("fpu sse2 avx2 fma", False), ("fpu avx2 avx512f avx512bw", True)):
-        cpuinfo = tmp_path / "cpuinfo"
-        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
-        monkeypatch.setattr(builtins, "open", lambda path, *a, _p=cpuinfo, **k: real_open(
-            _p if path == "/proc/cpuinfo" else path, *a, **k))
+    cpuinfo = tmp_path / "cpuinfo"
+    if text is not None:
+        cpuinfo.write_text(text)
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/cpuinfo":
+            return real_open(cpuinfo, *args, **kwargs)  # FileNotFoundError when absent
+        return real_open(path, *args, **kwargs)
+
+    _auto.cpu_has_avx512.cache_clear()
+    monkeypatch.setattr(builtins, "open", fake_open)
+    try:
+        assert _auto.cpu_has_avx512() is expected
+    finally:
+        monkeypatch.setattr(builtins, "open", real_open)
         _auto.cpu_has_avx512.cache_clear()
-        try:
-            assert _auto.cpu_has_avx512() is expected
-        finally:
-            monkeypatch.setattr(builtins, "open", real_open)
-            _auto.cpu_has_avx512.cache_clear()
 
 
 @pytest.mark.parametrize("backend", ["gpu", "tpu"])

@@ -295,8 +295,15 @@ def test_gather_weight_grad_per_sample_products(monkeypatch, case, per_sample):
     _check(_gather_and_lax(spec)(x, w, g))
 
 
+def _weight_grad_dot_batch_dims(spec, x, g, kernel):
+    jaxpr = jax.make_jaxpr(lambda a, b: _gather.weight_grad(a, b, spec, kernel))(x, g)
+    return [len(eqn.params["dimension_numbers"][1][0]) for eqn in _all_eqns(jaxpr.jaxpr)
+            if eqn.primitive.name == "dot_general"]
+
+
 def test_gather_weight_grad_per_sample_products_in_chunks(monkeypatch, memory_budget):
-    """The per-sample products inside the batch chunks of a tiny memory budget."""
+    """The per-sample products inside the batch chunks of a tiny memory budget: the scan's
+    body holds them (for the full chunks, and for the remainder after it)."""
     monkeypatch.setattr(_gather, "PER_SAMPLE_W_MIN_POSITIONS", 1)
     spec = _spec(2, 2, 1, 2, ((1, 0), (0, 2)))
     x, w, g = _arrays(2, 5, 4, 6, 2, spec)
@@ -305,4 +312,35 @@ def test_gather_weight_grad_per_sample_products_in_chunks(monkeypatch, memory_bu
     run = _gather_and_lax(spec)
     assert sum(eqn.primitive.name == "scan" for eqn in _all_eqns(
         jax.make_jaxpr(run)(x, w, g).jaxpr)) == 3
+    assert _weight_grad_dot_batch_dims(spec, x, g, w.shape[2:]) == [2, 2]
     _check(run(x, w, g))
+
+
+def test_gather_weight_grad_per_sample_needs_positions_per_output_channel(monkeypatch):
+    """Per sample only with no more output channels per group than positions, so that a
+    sample's partial sums are no larger than its patches (the chunks' memory budget)."""
+    monkeypatch.setattr(_gather, "PER_SAMPLE_W_MIN_POSITIONS", 1)
+    spec = _spec(1, 1, 1, 1, ((0, 0),))
+    x = jnp.ones((2, 3, 6))
+    for channels, batch_dims in ((4, [2]), (5, [1])):  # 4 output positions
+        g = jnp.ones((2, channels, 4))
+        assert _weight_grad_dot_batch_dims(spec, x, g, (3,)) == batch_dims
+        _close(_gather.weight_grad(x, g, spec, (3,)), _lax.weight_grad(x, g, spec, (3,)),
+               atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_gather_weight_grad_per_sample_products_in_half_precision(monkeypatch, dtype):
+    """Half precision through the per-sample products: float32 sums, the dtype kept."""
+    monkeypatch.setattr(_gather, "PER_SAMPLE_W_MIN_POSITIONS", 1)
+    spec = _spec(2, 2, 2, 2, ((1, 0), (0, 2)))
+    x, w, g = _arrays(2, 2, 4, 6, 2, spec, dtype=np.float32)
+    xh, gh = x.astype(dtype), g.astype(dtype)
+    assert _weight_grad_dot_batch_dims(spec, xh, gh, w.shape[2:]) == [2]
+    actual = _gather.weight_grad(xh, gh, spec, w.shape[2:])
+    expected = _lax.weight_grad(xh.astype(jnp.float32), gh.astype(jnp.float32), spec,
+                                w.shape[2:])
+    assert actual.dtype == jnp.dtype(dtype)
+    tol = {"float16": 2e-2, "bfloat16": 1.5e-1}[dtype] * (1 + float(jnp.abs(expected).max()))
+    np.testing.assert_allclose(np.asarray(actual, np.float32), np.asarray(expected), rtol=0,
+                               atol=tol)

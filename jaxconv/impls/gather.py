@@ -21,7 +21,8 @@ over axes), ``W`` is ``(O/G, C/G · K)`` and ``G`` (the output gradient) is
     dX = G W       [N·P, O] [O, CK]  -> [N·P, CK]                (patch grad)
 
 (``dW`` as ``Σ_b G_bᵀ X_b``, one ``[P, O] [P, CK]`` product per sample, when a
-sample has at least ``PER_SAMPLE_W_MIN_POSITIONS`` output positions), and the
+sample has at least ``PER_SAMPLE_W_MIN_POSITIONS`` output positions and no more
+output channels per group than positions), and the
 input gradient is ``dX`` sent back through the gather: col2im
 scatter-adds ``dX[b, c, p, k]`` onto ``xp[b, c, idx[p, k]]`` (as strided
 ``lax.pad``s per tap, see :func:`col2im`; overlapping
@@ -66,7 +67,8 @@ _memory_budget = _DEFAULT_MEMORY_BUDGET
 # per sample (AMD EPYC 2-core, ``python -m jaxconv bench --kernels`` shapes):
 # 8x64x56² 3x3 104 / 79, stem 7x7 s2 (112² outputs) 193 / 116, wavenet 1-d (4096)
 # 53 / 25; 8x64x28² 16.0 / 16.2; at 14² (196 positions) per sample is slower, 4.3 / 8.2,
-# and at 4x4 (late layers) 7 / 280.
+# and at 4x4 (late layers) 7 / 280. Only with at most as many output channels per group as
+# positions: the partial sums of a sample are then no larger than its patches.
 PER_SAMPLE_W_MIN_POSITIONS = 1024
 
 
@@ -333,7 +335,10 @@ def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array
                                       strict=True))
     indices = _axis_indices(spec, out_spatial, kernel)
 
-    per_sample = math.prod(out_spatial) >= PER_SAMPLE_W_MIN_POSITIONS
+    # Per sample only where its [O/G, C/G·K] partial sums are no larger than the patch
+    # tensor's [C/G·K, P] per sample, which the batch chunks are sized for.
+    positions = math.prod(out_spatial)
+    per_sample = positions >= max(PER_SAMPLE_W_MIN_POSITIONS, g.shape[1] // spec.groups)
     dw_labels = [_GROUP, _OUT, _IN, *_tap_labels(rank)]
 
     def chunk_weight_grad(xc: jax.Array, gc: jax.Array) -> jax.Array:
