@@ -158,6 +158,9 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
     return AutoChoice(f, t, w, tuple(reasons))
 
 
+_CPUINFO = "/proc/cpuinfo"
+
+
 @functools.cache
 def cpu_has_avx512() -> bool:
     """Whether this machine's CPU has AVX-512 (``avx512f`` among the first
@@ -166,7 +169,7 @@ def cpu_has_avx512() -> bool:
     measured on the AVX-512 machine apply. It reads the hardware, not what XLA
     was told to use (``XLA_FLAGS=--xla_cpu_max_isa=...``)."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        with open(_CPUINFO, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError:
         return True

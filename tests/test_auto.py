@@ -127,24 +127,14 @@ def _cpuinfo(*flag_lines):
     (None, True),  # no /proc/cpuinfo
 ], ids=["avx2", "avx512", "first-line-only", "arm", "unreadable"])
 def test_cpu_has_avx512_reads_the_first_flags_line(tmp_path, monkeypatch, text, expected):
-    import builtins
-
-    real_open = builtins.open
-    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo = tmp_path / "cpuinfo"  # absent when text is None: open raises FileNotFoundError
     if text is not None:
         cpuinfo.write_text(text)
-
-    def fake_open(path, *args, **kwargs):
-        if path == "/proc/cpuinfo":
-            return real_open(cpuinfo, *args, **kwargs)  # FileNotFoundError when absent
-        return real_open(path, *args, **kwargs)
-
+    monkeypatch.setattr(_auto, "_CPUINFO", str(cpuinfo))
     _auto.cpu_has_avx512.cache_clear()
-    monkeypatch.setattr(builtins, "open", fake_open)
     try:
         assert _auto.cpu_has_avx512() is expected
     finally:
-        monkeypatch.setattr(builtins, "open", real_open)
         _auto.cpu_has_avx512.cache_clear()
 
 
