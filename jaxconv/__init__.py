@@ -13,6 +13,7 @@ from jaxconv._conv_transpose import (
     conv_transpose3d,
 )
 from jaxconv._lax_compat import conv_general_dilated
+from jaxconv._nonfinite import get_exact_nonfinite, set_exact_nonfinite
 from jaxconv._padding import pad
 from jaxconv._registry import Impl, available_impls, get_impl, register_impl
 from jaxconv._spec import ConvSpec
@@ -38,11 +39,13 @@ __all__ = [
     "conv_transpose2d",
     "conv_transpose3d",
     "explain_auto",
+    "get_exact_nonfinite",
     "get_impl",
     "get_memory_budget",
     "nn",
     "pad",
     "register_impl",
+    "set_exact_nonfinite",
     "set_memory_budget",
     "testing",
 ]

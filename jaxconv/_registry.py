@@ -31,6 +31,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from jaxconv import _nonfinite
 from jaxconv._spec import ConvSpec
 
 Kernel = Callable[..., Any]
@@ -71,17 +72,31 @@ def get_impl(name: str) -> Impl:
 
 
 def forward_kernel(spec: ConvSpec) -> Kernel:
-    """The forward kernel ``F`` the spec names (``spec.kernel_impls[0]``)."""
-    return _REGISTRY[spec.kernel_impls[0]].forward
+    """The forward kernel ``F`` the spec names (``spec.kernel_impls[0]``); with
+    :func:`jaxconv.set_exact_nonfinite` on, wrapped for exact NaN/Inf propagation."""
+    kernel = _REGISTRY[spec.kernel_impls[0]].forward
+    return _nonfinite.guard_forward(kernel) if _nonfinite.get_exact_nonfinite() else kernel
 
 
 def input_grad_kernel(spec: ConvSpec) -> Kernel:
-    """The input-gradient kernel ``T`` the spec names (``spec.kernel_impls[1]``)."""
-    return _REGISTRY[spec.kernel_impls[1]].input_grad
+    """The input-gradient kernel ``T`` the spec names (``spec.kernel_impls[1]``),
+    guarded likewise."""
+    kernel = _REGISTRY[spec.kernel_impls[1]].input_grad
+    return _nonfinite.guard_input_grad(kernel) if _nonfinite.get_exact_nonfinite() else kernel
 
 
 def weight_grad_kernel(spec: ConvSpec) -> Kernel:
-    """The weight-gradient kernel ``W`` the spec names (``spec.kernel_impls[2]``)."""
-    return _REGISTRY[spec.kernel_impls[2]].weight_grad
+    """The weight-gradient kernel ``W`` the spec names (``spec.kernel_impls[2]``),
+    guarded likewise."""
+    kernel = _REGISTRY[spec.kernel_impls[2]].weight_grad
+    return _nonfinite.guard_weight_grad(kernel) if _nonfinite.get_exact_nonfinite() else kernel
 
 
+def clear_jitted_cores() -> None:
+    """Clear the caches of jaxconv's jitted cores, so that every later call traces
+    again (after a setting read at trace time has changed)."""
+    # Imported here: these modules import the registry.
+    from jaxconv import _conv, _conv_transpose, _lax_compat
+
+    for core in (_conv.conv_core, _conv_transpose.conv_transpose_core, _lax_compat._core):
+        core.clear_cache()

@@ -74,3 +74,75 @@ def torch_conv_module(torch, x, w, b, stride, padding, dilation, groups, padding
         if b is not None:
             m.bias.copy_(torch.from_numpy(np.asarray(b)))
     return m(torch.from_numpy(np.asarray(x))).detach().numpy()
+
+
+def _pairs(in_spatial, out_spatial, kernel, stride, dilation, lo):
+    """Every structural (output position, tap, input position) of a convolution, as
+    flat indices: the pairs whose input index ``p·s + k·d - lo`` lies in range."""
+    grids = np.meshgrid(*[np.arange(n) for n in (*out_spatial, *kernel)], indexing="ij")
+    rank = len(kernel)
+    p, k = grids[:rank], grids[rank:]
+    i = [pa * s + ka * d - l for pa, ka, s, d, l in zip(p, k, stride, dilation, lo)]
+    valid = np.logical_and.reduce([(ia >= 0) & (ia < n) for ia, n in zip(i, in_spatial)])
+    flat = lambda idx, shape: np.ravel_multi_index([a[valid] for a in idx], shape)
+    return flat(p, out_spatial), flat(k, kernel), flat(i, in_spatial)
+
+
+def _add_at(lead, size, index, values):
+    out = np.zeros((*lead, int(size)), values.dtype)
+    np.add.at(out, (*(slice(None),) * len(lead), index), values)
+    return out
+
+
+def structural_conv_vjp(x, w, b, cot, stride, padding, dilation, groups,
+                        padding_mode="zeros"):
+    """``(y, dx, dw, db)`` of a batched convolution and its VJP with cotangent `cot`,
+    summing only products of real elements (never the zero padding), one
+    ``np.add.at`` per result: the NaN and ±Inf entries IEEE arithmetic gives the
+    convolution's defining sums. Ints or tuples for stride/padding/dilation."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _structural_conv_vjp(x, w, b, cot, stride, padding, dilation, groups,
+                                    padding_mode)
+
+
+def _structural_conv_vjp(x, w, b, cot, stride, padding, dilation, groups, padding_mode):
+    rank = w.ndim - 2
+    stride, dilation, padding = (_tuple(v, rank) for v in (stride, dilation, padding))
+    n, c, *spatial = x.shape
+    o, cg, *kernel = w.shape
+    og = o // groups
+    mode_pad = padding_mode != "zeros"
+    if mode_pad:  # pad with copies (real elements), then convolve without padding
+        src = np.pad(np.arange(np.prod(spatial)).reshape(spatial),
+                     [(p, p) for p in padding], mode=NP_MODES[padding_mode])
+        xs = x.reshape(n, c, -1)[:, :, src.reshape(-1)].reshape(n, c, *src.shape)
+        lo = (0,) * rank
+    else:
+        xs, lo = x, padding
+    in_sp = xs.shape[2:]
+    out_sp = tuple((m + 2 * (p if not mode_pad else 0) - d * (k - 1) - 1) // s + 1
+                   for m, p, d, k, s in zip(in_sp, padding, dilation, kernel, stride))
+    assert cot.shape == (n, o, *out_sp)
+    pi, ki, ii = _pairs(in_sp, out_sp, kernel, stride, dilation, lo)
+    xg = xs.reshape(n, groups, cg, -1)
+    wg = w.reshape(groups, og, cg, -1)
+    gg = cot.reshape(n, groups, og, -1)
+    # Products over (n, group, og, cg, pair), each summed over what its result does not
+    # keep, then added into place pair by pair (np.add.at: repeated indices accumulate).
+    # NaN and ±Inf come out the same in any order of summation.
+    prods = xg[:, :, None, :, ii] * wg[None, :, :, :, ki]
+    grad_prods = gg[:, :, :, None, pi]
+    yt = _add_at((n, groups, og), np.prod(out_sp), pi, prods.sum(3))
+    dxs = _add_at((n, groups, cg), np.prod(in_sp), ii, (grad_prods * wg[None, :, :, :, ki]).sum(2))
+    dw = _add_at((groups, og, cg), np.prod(kernel), ki, (xg[:, :, None, :, ii] * grad_prods).sum(0))
+    y = yt.reshape(n, o, *out_sp)
+    if b is not None:
+        y = y + b.reshape((-1,) + (1,) * rank)
+    dxs = dxs.reshape(n, c, *in_sp)
+    if mode_pad:  # the pre-pad's adjoint: each copy's gradient adds to its source
+        dx = _add_at((n, c), np.prod(spatial), src.reshape(-1), dxs.reshape(n, c, -1))
+        dx = dx.reshape(x.shape)
+    else:
+        dx = dxs
+    db = cot.sum(axis=(0, *range(2, 2 + rank)))
+    return y, dx, dw.reshape(w.shape), db

@@ -3,13 +3,18 @@
 The contract (README, "NaN and Inf"):
 - a NaN or Inf in the *input* of a convolution reaches exactly the output and
   gradient entries PyTorch's reaches, in every impl, padding mode and dtype;
-- a NaN or Inf in the weight or bias, or in the input of a transposed
+- by default, a NaN or Inf in the weight or bias, or in the input of a transposed
   convolution, reaches every entry PyTorch's reaches, and where PyTorch's
   result is finite ours is the same number; but an impl that computes a kernel
   as an XLA convolution may mark more entries: there, the non-finite value is
   multiplied by a structural zero (the zero padding of a gradient, or the zeros
   between strided rows) that PyTorch's col2im never multiplies, and
-  ``0 * Inf = NaN``.
+  ``0 * Inf = NaN``;
+- with ``jaxconv.set_exact_nonfinite(True)``, every impl marks exactly the
+  NaN/±Inf entries of the sums of products of real elements (the NumPy oracle
+  ``structural_conv_vjp``), wherever the non-finite values are, the output
+  gradient included; PyTorch marks the same or, where its kernel is im2col
+  (float64, depthwise, dilated), more.
 
 Regression: in float64 on CPU, XLA computed depthwise convolutions (one input
 channel per group) as a dense convolution with a zero-masked kernel, so a NaN in
@@ -21,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import structural_conv_vjp
 
 import jaxconv
 
@@ -158,3 +164,246 @@ def test_nonfinite_values_against_pytorch(torch, case):
                 finite = np.isfinite(a) & np.isfinite(t)
                 np.testing.assert_allclose(a[finite], t[finite], rtol=1e-4, atol=1e-4,
                                            err_msg=label)
+
+
+# --- jaxconv.set_exact_nonfinite(True): exact propagation in every impl ---------------------
+#
+# PyTorch's float32 CPU kernels (oneDNN) and its col2im input gradient form only the
+# products of real elements, so their NaN/±Inf entries are the oracle here, for float64
+# inputs too (its float64 forward and weight gradient go through im2col, which also
+# multiplies the zero padding: a NaN weight at a corner tap then marks every output).
+
+
+@pytest.fixture
+def exact_nonfinite():
+    jaxconv.set_exact_nonfinite(True)
+    yield
+    jaxconv.set_exact_nonfinite(False)
+
+
+# (rank, in, out, groups, stride, dilation, padding, mode or "transpose")
+EXACT_CASES = [
+    (1, 4, 8, 4, 2, 1, 1, "zeros"),      # depthwise with a channel multiplier, strided
+    (1, 3, 5, 1, 1, 2, 2, "zeros"),      # dense, dilated
+    (1, 4, 6, 2, 2, 1, 1, "reflect"),
+    (1, 4, 6, 2, 2, 1, 1, "transpose"),
+    (2, 4, 4, 4, 1, 1, 1, "zeros"),      # depthwise
+    (2, 3, 5, 1, 2, 1, 2, "zeros"),      # dense, strided, more padding than a tap reaches
+    (2, 4, 4, 1, 1, 1, 1, "circular"),
+    (2, 4, 6, 2, 2, 1, 1, "transpose"),
+    (3, 2, 4, 2, 2, 1, 1, "zeros"),
+]
+EXACT_F64 = {0, 3, 5}  # the cases also run in float64
+
+# (tensor, value, where): where is "corner" (first and last element of the tensor) or
+# the number of random elements that get the value.
+EXACT_PLANTS = [
+    [("weight", np.nan, "corner")],
+    [("weight", np.inf, "corner"), ("weight", -np.inf, 2)],
+    [("input", np.inf, "corner"), ("weight", np.inf, "corner")],
+    [("input", -np.inf, 2), ("weight", 0.0, 3), ("weight", np.nan, 1)],
+    [("cotangent", np.nan, "corner")],
+    [("cotangent", np.inf, 2), ("input", 0.0, 3), ("input", np.nan, 1)],
+    [("bias", np.nan, 1), ("cotangent", -np.inf, "corner")],
+]
+
+
+def _plant(rng, arrays, plants):
+    for name, value, where in plants:
+        flat = arrays[name].reshape(-1)
+        index = [0, flat.size - 1] if where == "corner" else rng.choice(flat.size, where)
+        flat[index] = value
+
+
+def _torch_run(torch, case, x, w, b, cot):
+    rank, c, o, groups, stride, dilation, padding, mode = case
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    if mode == "transpose":
+        tconv = getattr(torch.nn.functional, f"conv_transpose{rank}d")
+        ty = tconv(tx, tw, tb, stride, padding, 0, groups, dilation)
+    else:
+        module = getattr(torch.nn, f"Conv{rank}d")(c, o, 3, stride, padding, dilation, groups,
+                                                   True, mode, dtype=tx.dtype)
+        with torch.no_grad():
+            module.weight.copy_(tw)
+            module.bias.copy_(tb)
+        tw, tb = module.weight, module.bias
+        ty = module(tx)
+    if cot is None:
+        return [ty.detach().numpy()]
+    ty.backward(torch.tensor(cot))
+    return [ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()]
+
+
+def _structural(case, x, w, b, cot):
+    """The NumPy oracle's ``(y, dx, dw, db)`` (tests/reference.py); a transposed
+    convolution is the input gradient of the convolution it transposes."""
+    rank, c, o, groups, stride, dilation, padding, mode = case
+    if mode != "transpose":
+        return structural_conv_vjp(x, w, b, cot, stride, padding, dilation, groups, mode)
+    # conv_transpose(x, w) = T(x, w), its dx = F(g, w), its dw = W(g, x)
+    dx, y, dw, _ = structural_conv_vjp(cot, w, None, x, stride, padding, dilation, groups)
+    return y + b.reshape((-1,) + (1,) * rank), dx, dw, cot.sum(axis=(0, *range(2, 2 + rank)))
+
+
+@pytest.mark.parametrize(("case", "dtype"), [
+    *((case, "float32") for case in EXACT_CASES),
+    *((EXACT_CASES[i], "float64") for i in sorted(EXACT_F64))],
+    ids=lambda v: "-".join(map(str, v)) if isinstance(v, tuple) else v)
+def test_exact_nonfinite_matches_the_structural_oracle(torch, exact_nonfinite, case, dtype):
+    rank, c, o, groups, stride, dilation, padding, mode = case
+    transpose = mode == "transpose"
+    rng = np.random.default_rng(EXACT_CASES.index(case))
+    size = 4 if rank == 3 else 5
+    x0 = rng.standard_normal((2, c, *(size,) * rank)).astype(dtype)
+    w_shape = (c, o // groups) if transpose else (o, c // groups)
+    w0 = rng.standard_normal((*w_shape, *(3,) * rank)).astype(dtype)
+    b0 = rng.standard_normal(o).astype(dtype)
+
+    def f(impl):
+        if transpose:
+            g = lambda x, w, b: jaxconv.conv_transpose(x, w, b, stride, padding, 0, groups,
+                                                       dilation, impl=impl)
+        else:
+            g = lambda x, w, b: jaxconv.conv(x, w, b, stride, padding, dilation, groups,
+                                             padding_mode=mode, impl=impl)
+
+        @jax.jit
+        def run(x, w, b, cot):
+            y, vjp = jax.vjp(g, x, w, b)
+            return (y, *vjp(cot))
+        return run
+
+    runs = {impl: f(impl) for impl in IMPLS}
+    y_shape = None
+    for plants in EXACT_PLANTS:
+        arrays = {"input": x0.copy(), "weight": w0.copy(), "bias": b0.copy()}
+        label = f"{dtype} {plants}"
+        if y_shape is None:
+            y_shape = _torch_run(torch, case, x0, w0, b0, None)[0].shape
+        arrays["cotangent"] = rng.standard_normal(y_shape).astype(dtype)
+        _plant(rng, arrays, plants)
+        x, w, b, cot = (arrays[k] for k in ("input", "weight", "bias", "cotangent"))
+        masks = [_nonfinite(t) for t in _structural(case, x, w, b, cot)]
+        values = _torch_run(torch, case, x, w, b, cot)
+        assert any(m.any() for mask in masks for m in mask), f"{label}: nothing planted"
+        for impl, run in runs.items():
+            ours = run(x, w, b, cot)
+            for name, a, mask, t in zip(("output", "d_input", "d_weight", "d_bias"), ours,
+                                        masks, values, strict=True):
+                a, where = np.asarray(a), f"{impl}: {name} with {label}"
+                for kind, ab, tb in zip(("NaN", "+Inf", "-Inf"), _nonfinite(a), mask,
+                                        strict=True):
+                    assert np.array_equal(ab, tb), (
+                        f"{where}: {kind} at {np.argwhere(ab ^ tb)[:4].tolist()} differs")
+                # PyTorch's kernels multiply the zero padding in some configurations
+                # (im2col: float64, dilated, depthwise), so it may mark more entries,
+                # never fewer; elsewhere its values are the oracle.
+                assert np.all(~np.isfinite(t)[~np.isfinite(a)]), (
+                    f"{where}: PyTorch is finite where we are not")
+                finite = np.isfinite(a) & np.isfinite(t)
+                tol = 1e-4 if dtype == "float32" else 1e-10
+                np.testing.assert_allclose(a[finite], t[finite], rtol=tol, atol=tol,
+                                           err_msg=where)
+
+
+def _vjp_all(impl, x, w, b, cot, **kw):
+    y, vjp = jax.vjp(lambda x, w, b: jaxconv.conv(x, w, b, impl=impl, **kw), x, w, b)
+    return (y, *vjp(cot))
+
+
+def test_set_exact_nonfinite_switches_traced_calls(torch):
+    """The strict xfail above, with the setting on: the same call (already traced by
+    jaxconv's jitted core) marks exactly PyTorch's entries, then its superset again."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    b = np.zeros(8, np.float32)
+    w[7, 0, 1, 1] = np.nan
+    kw = dict(stride=2, padding=1, groups=4)
+    cot = rng.standard_normal((2, 8, 3, 3)).astype(np.float32)
+    oracle = np.isnan(structural_conv_vjp(x, w, b, cot, 2, 1, 1, 4)[1])
+    assert not jaxconv.get_exact_nonfinite()
+    superset = np.isnan(np.asarray(_vjp_all("lax", x, w, b, cot, **kw)[1]))
+    assert superset.sum() > oracle.sum() and np.all(superset[oracle])
+    try:
+        jaxconv.set_exact_nonfinite(True)
+        assert jaxconv.get_exact_nonfinite()
+        exact = np.isnan(np.asarray(_vjp_all("lax", x, w, b, cot, **kw)[1]))
+        assert np.array_equal(exact, oracle)
+    finally:
+        jaxconv.set_exact_nonfinite(False)
+    again = np.isnan(np.asarray(_vjp_all("lax", x, w, b, cot, **kw)[1]))
+    assert np.array_equal(again, superset)
+
+
+@pytest.mark.parametrize("enabled", [1, "yes", None, np.bool_(True)])
+def test_set_exact_nonfinite_refuses_non_bools(enabled):
+    with pytest.raises(TypeError, match=(
+            r"^jaxconv.set_exact_nonfinite: `enabled` must be a bool, got enabled=.+ of type "
+            rf"{type(enabled).__name__}\.$")):
+        jaxconv.set_exact_nonfinite(enabled)
+    assert not jaxconv.get_exact_nonfinite()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_exact_nonfinite_is_free_of_changes_on_finite_data(exact_nonfinite, impl):
+    """Finite operands take the kernel's own result: bit for bit what the default
+    gives, for outputs, gradients, second-order gradients and per-example gradients."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((3, 4, 7, 7)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((6, 2, 3, 3)), jnp.float32)
+    b = jnp.asarray(rng.standard_normal(6), jnp.float32)
+
+    def results():
+        f = lambda x, w: jaxconv.conv(x, w, b, 2, 1, 1, 2, impl=impl)
+        loss = lambda x, w: jnp.sum(jnp.tanh(f(x, w)))
+        per_example = jax.vmap(jax.grad(lambda x, w: loss(x[None], w), argnums=1),
+                               in_axes=(0, None))
+        return [f(x, w), *jax.grad(loss, (0, 1))(x, w),
+                jax.grad(lambda x, w: jnp.sum(jax.grad(loss)(x, w) ** 2), 1)(x, w),
+                per_example(x, w)]
+
+    exact = results()
+    jaxconv.set_exact_nonfinite(False)
+    default = results()
+    jaxconv.set_exact_nonfinite(True)
+    for a, d in zip(exact, default, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(d))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_exact_nonfinite_per_example(exact_nonfinite, impl):
+    """Under ``vmap(grad)`` the finiteness test covers the whole batch, so the cond stays
+    a cond (no select that runs both branches), and each example's gradient is exact."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3)).astype(np.float32)
+    x[1, 0, 0] = np.inf
+    w[2, 1, 0] = np.nan
+
+    def grads(x, w):
+        return jax.grad(lambda x, w: jnp.sum(jaxconv.conv1d(x, w, padding=1, impl=impl)),
+                        (0, 1))(x, w)
+
+    per_example = jax.jit(jax.vmap(grads, in_axes=(0, None)))
+    jaxpr = str(jax.make_jaxpr(per_example)(x, w))
+    assert "cond[" in jaxpr
+    dx, dw = per_example(x, w)
+    for i in range(3):
+        cot = np.ones((1, 3, 6), np.float32)
+        _, tdx, tdw, _ = structural_conv_vjp(x[i:i + 1], w, None, cot, 1, 1, 1, 1)
+        for a, t in ((dx[i], tdx[0]), (dw[i], tdw)):
+            for ab, tb in zip(_nonfinite(a), _nonfinite(t), strict=True):
+                assert np.array_equal(ab, tb)
+
+
+def test_exact_nonfinite_forward_mode(exact_nonfinite):
+    """``autodiff="jax"`` differentiates the guarded forward kernel, cond included."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.standard_normal((1, 2, 5)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((2, 2, 3)), jnp.float32)
+    f = lambda x: jaxconv.conv1d(x, w, padding=1, autodiff="jax")
+    y, t = jax.jvp(f, (x,), (jnp.ones_like(x),))
+    np.testing.assert_allclose(t, f(jnp.ones_like(x)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, f(x))

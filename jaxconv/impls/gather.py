@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv._registry import Impl, register_impl
+from jaxconv._registry import Impl, clear_jitted_cores, register_impl
 from jaxconv._spec import ConvSpec, Pairs, as_int
 from jaxconv.impls._xla import accumulation_dtype, split_groups
 
@@ -95,11 +95,7 @@ def set_memory_budget(nbytes: int) -> None:
         )
     if nbytes != _memory_budget:
         _memory_budget = nbytes
-        # Imported here: these modules import the impls (this one among them).
-        from jaxconv import _conv, _conv_transpose, _lax_compat
-
-        for core in (_conv.conv_core, _conv_transpose.conv_transpose_core, _lax_compat._core):
-            core.clear_cache()
+        clear_jitted_cores()
 
 
 def get_memory_budget() -> int:
