@@ -41,8 +41,8 @@ multiplies (``0 · 1 = 0``). The result is NaN where ``n > 0`` or ``p, m > 0``,
 ±Inf where only ``p`` (``m``) is positive, and elsewhere
 ``K(fin(a), fin(b))`` with ``fin(v) = v`` where finite, else 0.
 
-All thirteen terms come from *one* call of the same kernel on stacked
-operands, with the classes stacked inside each group along a channel axis:
+All thirteen terms come from *one* kernel call on stacked operands (gather's
+kernel, :data:`COUNTING_IMPL`), with the classes stacked inside each group along a channel axis:
 
 * ``F``: the seven classes of ``x`` along ``C`` (``(N, G·7·Cg)``); the weight
   ``(G·3·Og, 7·Cg, K)`` holds in block ``(r, i)`` the indicator of ``w`` that
@@ -64,10 +64,12 @@ taken. Under ``jax.vmap`` the predicate is taken over the whole batch (a
 
 Why not always: with ``impl="auto"``, float32, forward + backward, on the
 2-core AMD machine of README "Performance" (an ad hoc probe, interleaved
-medians of 5), the guard took compile time from 0.55 / 0.62 / 0.44 s to
-2.24 / 2.18 / 4.01 s (8x64x56² 3x3, 8x128x56² depthwise, the 7x7 stem) and the
-depthwise layer's f+b from 17.7 to 51.6 ms. A non-finite weight or gradient
-means a run has already diverged; the default keeps the speed and states the
+medians of 5), the guard took compile time from 0.61 / 0.40 / 0.54 s to
+2.45 / 2.87 / 2.48 s (8x64x56² 3x3, 8x128x56² depthwise, the 7x7 stem) and the
+depthwise layer's f+b from 18.2 to 46.0 ms. Most of the compile time is the
+branch's many small fusions (the classes, the stacking, the combination), not
+its convolution. A non-finite weight or gradient means a run has already
+diverged; the default keeps the speed and states the
 difference (README, "NaN and Inf").
 """
 
@@ -191,14 +193,15 @@ def _counts_weight_grad(kernel, x, g, spec, ksize, dtype):
     return tuple(counts[r] for r in COUNTS)
 
 
-def _guarded(kernel: Callable, counts: Callable, a: jax.Array, b: jax.Array, *static):
+def _guarded(kernel: Callable, counter: Callable, counts: Callable, a: jax.Array,
+             b: jax.Array, *static):
     # Counts in float32 at least: exact integers up to 2**24, and positive beyond.
     dtype = jnp.promote_types(a.dtype, jnp.float32)
 
     def exact(y, a, b):
         del y
-        base = kernel(_finite(a), _finite(b), *static)
-        return _combine(base, counts(kernel, a, b, *static, dtype))
+        base = counter(_finite(a), _finite(b), *static)
+        return _combine(base, counts(counter, a, b, *static, dtype))
 
     # The kernel runs outside the cond: XLA's CPU convolutions inside a conditional's
     # branch ran up to 7x slower (8x64x56² 3x3 forward, 38 -> 263 ms).
@@ -222,7 +225,7 @@ def set_exact_nonfinite(enabled: bool) -> None:
     operands and, when one holds an Inf or NaN, recomputes the entries' NaN/±Inf
     from counts: exactly the entries of the sums of products of real elements (what
     PyTorch's oneDNN float32 CPU kernels mark), in every impl, dtype and direction.
-    It costs compile time (up to 9x measured) and run time (up to 3x on a depthwise
+    It costs compile time (up to 7x measured) and run time (2.5x on a depthwise
     layer) even on finite data.
 
     Like :func:`jaxconv.set_memory_budget`, it is read when a convolution is
@@ -249,23 +252,34 @@ def get_exact_nonfinite() -> bool:
     return _exact
 
 
+# The impl whose kernels compute the counts (and the finite part) when an operand is
+# not finite. Any impl is exact on the 0/1 indicators; gather's are matmuls, quick to
+# compile and quick on grouped layers. Compile time of jax.grad of a small conv, every
+# impl and auto summed, 3-d / 2-d / 1-d: 3.7 / 2.2 / 1.7 s without the guard; with it,
+# counting with the same impl 20.4 / 11.4 / 7.5 s, with lax 9.1 / 7.3 / 6.2, with
+# gather 10.7 / 8.1 / 5.4 (lax's grouped weight gradient is 100-300x slower, though).
+COUNTING_IMPL = "gather"
+
+
 @functools.cache
-def guard_forward(kernel: Callable) -> Callable:
-    """``F(x, w, spec)`` with exact NaN/Inf propagation (module docstring)."""
+def guard_forward(kernel: Callable, counter: Callable) -> Callable:
+    """``F(x, w, spec)`` with exact NaN/Inf propagation (module docstring); `counter` is
+    :data:`COUNTING_IMPL`'s forward kernel."""
     return functools.wraps(kernel)(
-        lambda x, w, spec: _guarded(kernel, _counts_forward, x, w, spec))
+        lambda x, w, spec: _guarded(kernel, counter, _counts_forward, x, w, spec))
 
 
 @functools.cache
-def guard_input_grad(kernel: Callable) -> Callable:
+def guard_input_grad(kernel: Callable, counter: Callable) -> Callable:
     """``T(g, w, spec, in_spatial)`` with exact NaN/Inf propagation."""
     return functools.wraps(kernel)(
-        lambda g, w, spec, in_spatial: _guarded(kernel, _counts_input_grad, g, w, spec,
-                                                in_spatial))
+        lambda g, w, spec, in_spatial: _guarded(kernel, counter, _counts_input_grad, g, w,
+                                                spec, in_spatial))
 
 
 @functools.cache
-def guard_weight_grad(kernel: Callable) -> Callable:
+def guard_weight_grad(kernel: Callable, counter: Callable) -> Callable:
     """``W(x, g, spec, kernel)`` with exact NaN/Inf propagation."""
     return functools.wraps(kernel)(
-        lambda x, g, spec, ksize: _guarded(kernel, _counts_weight_grad, x, g, spec, ksize))
+        lambda x, g, spec, ksize: _guarded(kernel, counter, _counts_weight_grad, x, g, spec,
+                                           ksize))

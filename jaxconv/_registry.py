@@ -75,21 +75,27 @@ def forward_kernel(spec: ConvSpec) -> Kernel:
     """The forward kernel ``F`` the spec names (``spec.kernel_impls[0]``); with
     :func:`jaxconv.set_exact_nonfinite` on, wrapped for exact NaN/Inf propagation."""
     kernel = _REGISTRY[spec.kernel_impls[0]].forward
-    return _nonfinite.guard_forward(kernel) if _nonfinite.get_exact_nonfinite() else kernel
+    if not _nonfinite.get_exact_nonfinite():
+        return kernel
+    return _nonfinite.guard_forward(kernel, _REGISTRY[_nonfinite.COUNTING_IMPL].forward)
 
 
 def input_grad_kernel(spec: ConvSpec) -> Kernel:
     """The input-gradient kernel ``T`` the spec names (``spec.kernel_impls[1]``),
     guarded likewise."""
     kernel = _REGISTRY[spec.kernel_impls[1]].input_grad
-    return _nonfinite.guard_input_grad(kernel) if _nonfinite.get_exact_nonfinite() else kernel
+    if not _nonfinite.get_exact_nonfinite():
+        return kernel
+    return _nonfinite.guard_input_grad(kernel, _REGISTRY[_nonfinite.COUNTING_IMPL].input_grad)
 
 
 def weight_grad_kernel(spec: ConvSpec) -> Kernel:
     """The weight-gradient kernel ``W`` the spec names (``spec.kernel_impls[2]``),
     guarded likewise."""
     kernel = _REGISTRY[spec.kernel_impls[2]].weight_grad
-    return _nonfinite.guard_weight_grad(kernel) if _nonfinite.get_exact_nonfinite() else kernel
+    if not _nonfinite.get_exact_nonfinite():
+        return kernel
+    return _nonfinite.guard_weight_grad(kernel, _REGISTRY[_nonfinite.COUNTING_IMPL].weight_grad)
 
 
 def clear_jitted_cores() -> None:
