@@ -26,9 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, note
+from hypothesis import strategies as st
 from reference import structural_conv_vjp
 
 import jaxconv
+from jaxconv.testing import TOLERANCES
 
 IMPLS = (*jaxconv.available_impls(), "auto")
 
@@ -252,7 +255,9 @@ def _structural(case, x, w, b, cot):
         return structural_conv_vjp(x, w, b, cot, stride, padding, dilation, groups, mode)
     # conv_transpose(x, w) = T(x, w), its dx = F(g, w), its dw = W(g, x)
     dx, y, dw, _ = structural_conv_vjp(cot, w, None, x, stride, padding, dilation, groups)
-    return y + b.reshape((-1,) + (1,) * rank), dx, dw, cot.sum(axis=(0, *range(2, 2 + rank)))
+    with np.errstate(invalid="ignore"):
+        return (y + b.reshape((-1,) + (1,) * rank), dx, dw,
+                cot.sum(axis=(0, *range(2, 2 + rank))))
 
 
 @pytest.mark.parametrize(("case", "dtype"), [
@@ -425,3 +430,98 @@ def test_exact_nonfinite_forward_mode(exact_nonfinite):
     y, t = jax.jvp(f, (x,), (jnp.ones_like(x),))
     np.testing.assert_allclose(t, f(jnp.ones_like(x)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(y, f(x))
+
+
+# --- property-based: non-finite values anywhere, any configuration ----------------------------
+
+PLANT_VALUES = (np.nan, np.inf, -np.inf, 0.0)
+TENSORS = ("input", "weight", "bias", "cotangent")
+
+
+@st.composite
+def _nonfinite_examples(draw):
+    """A convolution (or transposed convolution) from the whole space the structural
+    oracle covers (symmetric padding), float32 or float64, and two sets of planted
+    values (NaN, ±Inf, and zeros, which make ``0 * Inf``) at random places."""
+    rank = draw(st.integers(1, 3))
+    transpose = draw(st.booleans())
+    groups = draw(st.sampled_from((1, 2, 3)))
+    cg, og = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    mode = "zeros" if transpose else draw(st.sampled_from(
+        ("zeros", "zeros", "reflect", "replicate", "circular")))
+    axes = [draw(st.tuples(st.integers(1, 3), st.integers(1, 2), st.integers(1, 2),
+                           st.integers(0, 2), st.integers(0, 3 if rank < 3 else 1)))
+            for _ in range(rank)]  # kernel, stride, dilation, padding, extra size
+    kernel, stride, dilation, padding, size = [], [], [], [], []
+    for k, s, d, p, extra in axes:
+        if transpose:
+            n = 1 + extra
+            p = min(p, ((n - 1) * s + d * (k - 1)) // 2)
+        else:
+            n = max(d * (k - 1) + 1 - 2 * p, p + 1 if mode != "zeros" else 1) + extra
+        kernel.append(k), stride.append(s), dilation.append(d), padding.append(p)
+        size.append(n)
+    c, o = (groups * og, groups * cg) if transpose else (groups * cg, groups * og)
+    w_shape = (c, o // groups) if transpose else (o, c // groups)
+    return dict(rank=rank, transpose=transpose, groups=groups, mode=mode,
+                kernel=tuple(kernel), stride=tuple(stride), dilation=tuple(dilation),
+                padding=tuple(padding), x_shape=(draw(st.integers(1, 2)), c, *size),
+                w_shape=(*w_shape, *kernel), out_channels=o,
+                dtype=draw(st.sampled_from(("float32", "float64"))),
+                seed=draw(st.integers(0, 2**32 - 1)),
+                plants=[draw(st.lists(st.tuples(st.sampled_from(TENSORS),
+                                                st.sampled_from(PLANT_VALUES),
+                                                st.integers(1, 3)), min_size=1, max_size=4))
+                        for _ in range(2)])
+
+
+@given(example=_nonfinite_examples())
+def test_exact_nonfinite_fuzz(example):
+    """Every impl and auto, with set_exact_nonfinite(True), against the structural
+    oracle: exactly its NaN/+Inf/-Inf entries, its values elsewhere. The ci profile
+    draws a few examples; the long one many::
+
+        JAXCONV_HYPOTHESIS_PROFILE=long python -m pytest -q tests/test_nonfinite.py \\
+            -k fuzz --hypothesis-show-statistics
+    """
+    e = example
+    note(str({k: v for k, v in e.items() if k != "seed"}))
+    rng = np.random.default_rng(e["seed"])
+    x0 = rng.standard_normal(e["x_shape"]).astype(e["dtype"])
+    w0 = rng.standard_normal(e["w_shape"]).astype(e["dtype"])
+    b0 = rng.standard_normal(e["out_channels"]).astype(e["dtype"])
+    args = (e["stride"], e["padding"])
+    if e["transpose"]:
+        conv = lambda x, w, b, impl: jaxconv.conv_transpose(
+            x, w, b, *args, 0, e["groups"], e["dilation"], impl=impl)
+    else:
+        conv = lambda x, w, b, impl: jaxconv.conv(
+            x, w, b, *args, e["dilation"], e["groups"], padding_mode=e["mode"], impl=impl)
+    y_shape = jax.eval_shape(lambda x, w, b: conv(x, w, b, "lax"), x0, w0, b0).shape
+    case = (e["rank"], None, None, e["groups"], e["stride"], e["dilation"], e["padding"],
+            "transpose" if e["transpose"] else e["mode"])
+    jaxconv.set_exact_nonfinite(True)
+    try:
+        runs = {impl: jax.jit(lambda x, w, b, cot, impl=impl: (
+            lambda y, vjp: (y, *vjp(cot)))(*jax.vjp(lambda x, w, b: conv(x, w, b, impl),
+                                                    x, w, b))) for impl in IMPLS}
+        for plants in e["plants"]:
+            arrays = {"input": x0.copy(), "weight": w0.copy(), "bias": b0.copy(),
+                      "cotangent": rng.standard_normal(y_shape).astype(e["dtype"])}
+            _plant(rng, arrays, plants)
+            x, w, b, cot = (arrays[k] for k in TENSORS)
+            oracle = _structural(case, x, w, b, cot)
+            for impl, run in runs.items():
+                for name, a, t in zip(("output", "d_input", "d_weight", "d_bias"),
+                                      run(x, w, b, cot), oracle, strict=True):
+                    a, where = np.asarray(a), f"{impl}: {name} with {plants}"
+                    for kind, ab, tb in zip(("NaN", "+Inf", "-Inf"), _nonfinite(a),
+                                            _nonfinite(t), strict=True):
+                        assert np.array_equal(ab, tb), f"{where}: {kind} entries differ"
+                    finite = np.isfinite(t)
+                    rtol, atol = TOLERANCES[e["dtype"]]
+                    scale = 1 + np.max(np.abs(t[finite]), initial=0)
+                    diff = np.abs(a[finite] - t[finite])
+                    assert np.all(diff <= atol * scale + rtol * np.abs(t[finite])), where
+    finally:
+        jaxconv.set_exact_nonfinite(False)
