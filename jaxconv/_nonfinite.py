@@ -16,11 +16,12 @@ changes nothing (``0 · a = 0``); with an Inf or NaN it does (``0 · Inf = NaN``
 so a NaN weight at a corner tap would mark outputs that read only padding there.
 
 With :func:`set_exact_nonfinite` on, this module makes every kernel exact (it is
-off by default: it costs compile time and a little run time, measured below).
+off by default: it costs compile time and run time, measured below).
 The guard runs a kernel ``K(a, b)`` (``F(x, w)``, ``T(g, w)`` or ``W(x, g)``),
 then a ``lax.cond`` on "are both operands finite": if so, ``K``'s result (all
 products finite, so structural zeros add 0); if not, the IEEE result of the
-structural sum, built from counts:
+structural sum, built from counts (and its finite values from gather's kernel,
+:data:`COUNTING_IMPL`, whatever the impl):
 
 * a product ``a·b`` is NaN iff a factor is NaN, or one is ±Inf and the other 0;
   it is ±Inf iff a factor is ±Inf and it is not NaN, with sign
@@ -39,7 +40,9 @@ entry, the numbers of NaN, +Inf and -Inf products are::
 them counts exactly the structural pairs, whatever structural zeros the impl
 multiplies (``0 · 1 = 0``). The result is NaN where ``n > 0`` or ``p, m > 0``,
 ±Inf where only ``p`` (``m``) is positive, and elsewhere
-``K(fin(a), fin(b))`` with ``fin(v) = v`` where finite, else 0.
+``K(fin(a), fin(b))`` with ``fin(v) = v`` where finite, else 0 (``K`` here is
+gather's kernel; under ``jax.vmap`` a batch with one non-finite example takes
+this branch for all of them).
 
 All thirteen terms come from *one* kernel call on stacked operands (gather's
 kernel, :data:`COUNTING_IMPL`), with the classes stacked inside each group along a channel axis:
@@ -54,8 +57,9 @@ kernel, :data:`COUNTING_IMPL`), with the classes stacked inside each group along
   the eight of ``g`` along ``O``; the stacked weight gradient
   ``(G·8·Og, 7·Cg, K)`` holds every pair, and each count sums its terms' blocks.
 
-That call costs 21 (``F``, ``T``) or 56 (``W``) times the kernel, and runs only
-when an operand holds an Inf or NaN. When both are finite the price is two
+That call costs 21 (``F``, ``T``) or 56 (``W``) times the kernel, on top of the
+impl's own call and gather's finite part, and runs only when an operand holds
+an Inf or NaN. When both are finite the price is two
 reductions (``isfinite(...).all()``), the ``cond`` (which keeps XLA from fusing
 the kernel's output with what follows) and the compile time of the branch not
 taken. Under ``jax.vmap`` the predicate is taken over the whole batch (a
@@ -80,7 +84,11 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
+
+from jaxconv._settings import clear_jitted_cores
 
 A_CLASSES = ("one", "nan", "pinf", "minf", "pos", "neg", "zero")
 B_CLASSES = ("one", "nan", "pinf", "minf", "pos", "neg", "zero", "inf")
@@ -194,7 +202,7 @@ def _counts_weight_grad(kernel, x, g, spec, ksize, dtype):
 
 
 def _guarded(kernel: Callable, counter: Callable, counts: Callable, a: jax.Array,
-             b: jax.Array, *static):
+             b: jax.Array, *static) -> jax.Array:
     # Counts in float32 at least: exact integers up to 2**24, and positive beyond.
     dtype = jnp.promote_types(a.dtype, jnp.float32)
 
@@ -214,36 +222,45 @@ _exact = False
 
 
 def set_exact_nonfinite(enabled: bool) -> None:
-    """Make every impl propagate NaN and Inf exactly as the convolution's sum of
-    products does (default off; module :mod:`jaxconv._nonfinite`).
+    """Make every impl propagate NaN and Inf exactly as the convolution's sums of
+    products do (default off; the derivation is in :mod:`jaxconv._nonfinite`).
 
     Off, a non-finite *weight*, or a non-finite output gradient (or input of a
     transposed convolution), may reach more output or gradient entries than the
-    sums of products of real elements give: the impls multiply structural zeros (zero
-    padding, the zeros between strided rows), and ``0 * Inf = NaN``. A NaN or Inf in
-    the input of a convolution is exact either way. On, every kernel checks its
-    operands and, when one holds an Inf or NaN, recomputes the entries' NaN/±Inf
-    from counts: exactly the entries of the sums of products of real elements (what
-    PyTorch's oneDNN float32 CPU kernels mark), in every impl, dtype and direction.
-    It costs compile time (up to 7x measured) and run time (2.5x on a depthwise
-    layer) even on finite data.
+    sums of products of real elements give: the impls multiply structural zeros
+    (zero padding, the zeros between strided rows), and ``0 * Inf = NaN``. A NaN
+    or Inf in the input of a convolution is exact either way.
 
-    Like :func:`jaxconv.set_memory_budget`, it is read when a convolution is
-    traced, and setting it clears the caches of jaxconv's own jitted cores.
+    On, every kernel checks its two operands and, when one holds an Inf or NaN,
+    recomputes the entries' NaN/±Inf from counts, and their finite values with
+    gather's kernel: exactly the entries of the sums of products of real elements
+    (what PyTorch's oneDNN float32 CPU kernels mark), in every impl and dtype, for
+    outputs and for gradients of any order taken with ``autodiff="custom"`` (the
+    default). With ``autodiff="jax"`` the outputs are exact and JAX's derivatives
+    of the kernel follow the default. The zeros that
+    :func:`jaxconv.conv_general_dilated`'s ``lhs_dilation`` inserts are data to it.
+
+    It costs compile time (up to 7x measured) and run time (2.5x on a depthwise
+    layer) even on finite data. Like :func:`jaxconv.set_memory_budget`, it is read
+    when a convolution is traced, and setting it clears the caches of jaxconv's
+    own jitted cores (a jitted function of yours keeps its program until it is
+    traced again).
+
+    Args:
+      enabled: ``True`` or ``False`` (a NumPy bool too).
 
     Raises:
       TypeError: `enabled` is not a bool.
     """
     global _exact
-    if not isinstance(enabled, bool):
+    if not isinstance(enabled, (bool, np.bool_)):
         raise TypeError(
-            "jaxconv.set_exact_nonfinite: `enabled` must be a bool, got "
-            f"enabled={enabled!r} of type {type(enabled).__name__}."
+            "jaxconv.set_exact_nonfinite: `enabled` must be True or False, got "
+            f"enabled={enabled!r} of type {type(enabled).__module__}."
+            f"{type(enabled).__qualname__}."
         )
-    if enabled != _exact:
-        _exact = enabled
-        from jaxconv._registry import clear_jitted_cores
-
+    if bool(enabled) != _exact:
+        _exact = bool(enabled)
         clear_jitted_cores()
 
 
@@ -252,7 +269,7 @@ def get_exact_nonfinite() -> bool:
     return _exact
 
 
-# The impl whose kernels compute the counts (and the finite part) when an operand is
+# The impl whose kernels compute the counts and the finite part when an operand is
 # not finite. Any impl is exact on the 0/1 indicators; gather's are matmuls, quick to
 # compile and quick on grouped layers. Compile time of jax.grad of a small conv, every
 # impl and auto summed, 3-d / 2-d / 1-d: 3.7 / 2.2 / 1.7 s without the guard; with it,
@@ -260,26 +277,37 @@ def get_exact_nonfinite() -> bool:
 # gather 10.7 / 8.1 / 5.4 (lax's grouped weight gradient is 100-300x slower, though).
 COUNTING_IMPL = "gather"
 
-
-@functools.cache
-def guard_forward(kernel: Callable, counter: Callable) -> Callable:
-    """``F(x, w, spec)`` with exact NaN/Inf propagation (module docstring); `counter` is
-    :data:`COUNTING_IMPL`'s forward kernel."""
-    return functools.wraps(kernel)(
-        lambda x, w, spec: _guarded(kernel, counter, _counts_forward, x, w, spec))
+_COUNTS = {"forward": _counts_forward, "input_grad": _counts_input_grad,
+           "weight_grad": _counts_weight_grad}
 
 
 @functools.cache
-def guard_input_grad(kernel: Callable, counter: Callable) -> Callable:
-    """``T(g, w, spec, in_spatial)`` with exact NaN/Inf propagation."""
-    return functools.wraps(kernel)(
-        lambda g, w, spec, in_spatial: _guarded(kernel, counter, _counts_input_grad, g, w,
-                                                spec, in_spatial))
+def guard(kernel: Callable, counter: Callable, kind: str) -> Callable:
+    """`kernel` (``forward``, ``input_grad`` or ``weight_grad``: ``K(a, b, *static)``)
+    with exact NaN/Inf propagation; `counter` is :data:`COUNTING_IMPL`'s kernel of the
+    same kind.
 
+    A ``custom_jvp`` gives JAX's differentiation (``autodiff="jax"``) the tangent
+    ``K(da, b) + K(a, db)`` of the bilinear kernel itself: differentiating the guard
+    would drop the cotangent wherever the output is NaN or Inf (``jnp.where``)."""
+    counts = _COUNTS[kind]
 
-@functools.cache
-def guard_weight_grad(kernel: Callable, counter: Callable) -> Callable:
-    """``W(x, g, spec, kernel)`` with exact NaN/Inf propagation."""
-    return functools.wraps(kernel)(
-        lambda x, g, spec, ksize: _guarded(kernel, counter, _counts_weight_grad, x, g, spec,
-                                           ksize))
+    @functools.wraps(kernel)
+    def guarded(a, b, *static):
+        @jax.custom_jvp
+        def f(a, b):
+            return _guarded(kernel, counter, counts, a, b, *static)
+
+        def f_jvp(primals, tangents):
+            (a, b), (da, db) = primals, tangents
+            y = f(a, b)
+            # Only the operands being differentiated: K(a, 0) would be NaN where a is.
+            terms = [kernel(*args, *static) for args, t in (((da, b), da), ((a, db), db))
+                     if not isinstance(t, SymbolicZero)]
+            return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
+
+        f.defjvp(f_jvp, symbolic_zeros=True)
+
+        return f(a, b)
+
+    return guarded

@@ -71,38 +71,26 @@ def get_impl(name: str) -> Impl:
     return _REGISTRY[name]
 
 
+def _kernel(spec: ConvSpec, index: int, kind: str) -> Kernel:
+    kernel = getattr(_REGISTRY[spec.kernel_impls[index]], kind)
+    if not _nonfinite.get_exact_nonfinite():
+        return kernel
+    return _nonfinite.guard(kernel, getattr(_REGISTRY[_nonfinite.COUNTING_IMPL], kind), kind)
+
+
 def forward_kernel(spec: ConvSpec) -> Kernel:
     """The forward kernel ``F`` the spec names (``spec.kernel_impls[0]``); with
     :func:`jaxconv.set_exact_nonfinite` on, wrapped for exact NaN/Inf propagation."""
-    kernel = _REGISTRY[spec.kernel_impls[0]].forward
-    if not _nonfinite.get_exact_nonfinite():
-        return kernel
-    return _nonfinite.guard_forward(kernel, _REGISTRY[_nonfinite.COUNTING_IMPL].forward)
+    return _kernel(spec, 0, "forward")
 
 
 def input_grad_kernel(spec: ConvSpec) -> Kernel:
     """The input-gradient kernel ``T`` the spec names (``spec.kernel_impls[1]``),
     guarded likewise."""
-    kernel = _REGISTRY[spec.kernel_impls[1]].input_grad
-    if not _nonfinite.get_exact_nonfinite():
-        return kernel
-    return _nonfinite.guard_input_grad(kernel, _REGISTRY[_nonfinite.COUNTING_IMPL].input_grad)
+    return _kernel(spec, 1, "input_grad")
 
 
 def weight_grad_kernel(spec: ConvSpec) -> Kernel:
     """The weight-gradient kernel ``W`` the spec names (``spec.kernel_impls[2]``),
     guarded likewise."""
-    kernel = _REGISTRY[spec.kernel_impls[2]].weight_grad
-    if not _nonfinite.get_exact_nonfinite():
-        return kernel
-    return _nonfinite.guard_weight_grad(kernel, _REGISTRY[_nonfinite.COUNTING_IMPL].weight_grad)
-
-
-def clear_jitted_cores() -> None:
-    """Clear the caches of jaxconv's jitted cores, so that every later call traces
-    again (after a setting read at trace time has changed)."""
-    # Imported here: these modules import the registry.
-    from jaxconv import _conv, _conv_transpose, _lax_compat
-
-    for core in (_conv.conv_core, _conv_transpose.conv_transpose_core, _lax_compat._core):
-        core.clear_cache()
+    return _kernel(spec, 2, "weight_grad")

@@ -173,10 +173,11 @@ def test_nonfinite_values_against_pytorch(torch, case):
 
 # --- jaxconv.set_exact_nonfinite(True): exact propagation in every impl ---------------------
 #
-# PyTorch's float32 CPU kernels (oneDNN) and its col2im input gradient form only the
-# products of real elements, so their NaN/±Inf entries are the oracle here, for float64
-# inputs too (its float64 forward and weight gradient go through im2col, which also
-# multiplies the zero padding: a NaN weight at a corner tap then marks every output).
+# The oracle is tests/reference.py's structural_conv_vjp: the sums of products of real
+# elements only, in NumPy. PyTorch's oneDNN float32 CPU kernels and its col2im input
+# gradient form the same products; its im2col forward and weight gradient (float64, and
+# some float32 layers) also multiply the zero padding, so a NaN weight at a corner tap
+# marks outputs that read only padding there. PyTorch gives the values where finite.
 
 
 @pytest.fixture
@@ -262,7 +263,8 @@ def _structural(case, x, w, b, cot):
 
 @pytest.mark.parametrize(("case", "dtype"), [
     *((case, "float32") for case in EXACT_CASES),
-    *((EXACT_CASES[i], "float64") for i in sorted(EXACT_F64))],
+    *((EXACT_CASES[i], "float64") for i in sorted(EXACT_F64)),
+    (EXACT_CASES[4], "float16"), (EXACT_CASES[7], "bfloat16")],
     ids=lambda v: "-".join(map(str, v)) if isinstance(v, tuple) else v)
 def test_nonfinite_against_the_structural_oracle(torch, setting, case, dtype):
     """With set_exact_nonfinite(True), exactly the oracle's NaN/+Inf/-Inf entries; by
@@ -272,10 +274,12 @@ def test_nonfinite_against_the_structural_oracle(torch, setting, case, dtype):
     transpose = mode == "transpose"
     rng = np.random.default_rng(EXACT_CASES.index(case))
     size = 4 if rank == 3 else 5
+    dtype = jnp.dtype(dtype)
     x0 = rng.standard_normal((2, c, *(size,) * rank)).astype(dtype)
     w_shape = (c, o // groups) if transpose else (o, c // groups)
     w0 = rng.standard_normal((*w_shape, *(3,) * rank)).astype(dtype)
     b0 = rng.standard_normal(o).astype(dtype)
+    half = dtype.itemsize < 4  # the oracle's float32 sums of the same values give both
 
     def f(impl):
         if transpose:
@@ -295,14 +299,17 @@ def test_nonfinite_against_the_structural_oracle(torch, setting, case, dtype):
     y_shape = None
     for plants in EXACT_PLANTS:
         arrays = {"input": x0.copy(), "weight": w0.copy(), "bias": b0.copy()}
-        label = f"{dtype} {plants}"
+        label = f"{dtype.name} {plants}"
         if y_shape is None:
-            y_shape = _torch_run(torch, case, x0, w0, b0, None)[0].shape
+            y_shape = _torch_run(torch, case, *(a.astype(np.float32) for a in (x0, w0, b0)),
+                                 None)[0].shape
         arrays["cotangent"] = rng.standard_normal(y_shape).astype(dtype)
         _plant(rng, arrays, plants)
         x, w, b, cot = (arrays[k] for k in ("input", "weight", "bias", "cotangent"))
-        masks = [_nonfinite(t) for t in _structural(case, x, w, b, cot)]
-        values = _torch_run(torch, case, x, w, b, cot)
+        up = [a.astype(np.float32) if half else a for a in (x, w, b, cot)]
+        oracle = _structural(case, *up)
+        masks = [_nonfinite(t) for t in oracle]
+        values = oracle if half else _torch_run(torch, case, x, w, b, cot)
         assert any(m.any() for mask in masks for m in mask), f"{label}: nothing planted"
         for impl, run in runs.items():
             ours = run(x, w, b, cot)
@@ -325,9 +332,9 @@ def test_nonfinite_against_the_structural_oracle(torch, setting, case, dtype):
                     assert np.all((pinf | nan)[mask[1]]) and np.all((minf | nan)[mask[2]]), (
                         f"{where}: an oracle Inf is finite or has the other sign")
                 finite = np.isfinite(a) & np.isfinite(t)
-                tol = 1e-4 if dtype == "float32" else 1e-10
-                np.testing.assert_allclose(a[finite], t[finite], rtol=tol, atol=tol,
-                                           err_msg=where)
+                rtol, atol = TOLERANCES[dtype.name]
+                np.testing.assert_allclose(a[finite].astype(np.float64), t[finite], rtol=rtol,
+                                           atol=atol, err_msg=where)
 
 
 def _vjp_all(impl, x, w, b, cot, **kw):
@@ -336,8 +343,10 @@ def _vjp_all(impl, x, w, b, cot, **kw):
 
 
 def test_set_exact_nonfinite_switches_traced_calls(torch):
-    """The strict xfail above, with the setting on: the same call (already traced by
-    jaxconv's jitted core) marks exactly PyTorch's entries, then its superset again."""
+    """The superset case of test_a_planted_nan_reaches_what_pytorch_reaches (lax,
+    float32, stride 2, NaN weight): with the setting on, the same call (already traced
+    by jaxconv's jitted core) marks exactly the oracle's entries; off, the superset
+    again."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
     w = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
@@ -360,13 +369,27 @@ def test_set_exact_nonfinite_switches_traced_calls(torch):
     assert np.array_equal(again, superset)
 
 
-@pytest.mark.parametrize("enabled", [1, "yes", None, np.bool_(True)])
-def test_set_exact_nonfinite_refuses_non_bools(enabled):
-    with pytest.raises(TypeError, match=(
-            r"^jaxconv.set_exact_nonfinite: `enabled` must be a bool, got enabled=.+ of type "
-            rf"{type(enabled).__name__}\.$")):
+@pytest.mark.parametrize(("enabled", "text"), [
+    (1, "enabled=1 of type builtins.int."),
+    ("yes", "enabled='yes' of type builtins.str."),
+    (None, "enabled=None of type builtins.NoneType."),
+    (np.int64(1), "enabled=np.int64(1) of type numpy.int64."),
+])
+def test_set_exact_nonfinite_refuses_non_bools(enabled, text):
+    with pytest.raises(TypeError) as err:
         jaxconv.set_exact_nonfinite(enabled)
+    assert str(err.value) == (
+        f"jaxconv.set_exact_nonfinite: `enabled` must be True or False, got {text}")
     assert not jaxconv.get_exact_nonfinite()
+
+
+def test_set_exact_nonfinite_takes_numpy_bools():
+    try:
+        jaxconv.set_exact_nonfinite(np.True_)
+        assert jaxconv.get_exact_nonfinite() is True
+    finally:
+        jaxconv.set_exact_nonfinite(np.False_)
+    assert jaxconv.get_exact_nonfinite() is False
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -397,8 +420,9 @@ def test_exact_nonfinite_is_free_of_changes_on_finite_data(exact_nonfinite, impl
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_exact_nonfinite_per_example(exact_nonfinite, impl):
-    """Under ``vmap(grad)`` the finiteness test covers the whole batch, so the cond stays
-    a cond (no select that runs both branches), and each example's gradient is exact."""
+    """Under ``vmap(grad)`` the finiteness test covers the whole batch, so each of the
+    three conds (F, T, W; the output gradient is per example) stays a cond, not a
+    select that runs both branches, and each example's gradient is exact."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((3, 2, 6)).astype(np.float32)
     w = rng.standard_normal((3, 2, 3)).astype(np.float32)
@@ -406,30 +430,52 @@ def test_exact_nonfinite_per_example(exact_nonfinite, impl):
     w[2, 1, 0] = np.nan
 
     def grads(x, w):
-        return jax.grad(lambda x, w: jnp.sum(jaxconv.conv1d(x, w, padding=1, impl=impl)),
-                        (0, 1))(x, w)
+        loss = lambda x, w: jnp.sum(jnp.tanh(jaxconv.conv1d(x, w, padding=1, impl=impl)))
+        return jax.grad(loss, (0, 1))(x, w)
 
     per_example = jax.jit(jax.vmap(grads, in_axes=(0, None)))
-    jaxpr = str(jax.make_jaxpr(per_example)(x, w))
-    assert "cond[" in jaxpr
+    assert str(jax.make_jaxpr(per_example)(x, w)).count("cond[") == 3
     dx, dw = per_example(x, w)
     for i in range(3):
-        cot = np.ones((1, 3, 6), np.float32)
+        y = structural_conv_vjp(x[i:i + 1], w, None, np.zeros((1, 3, 6), np.float32),
+                                1, 1, 1, 1)[0]
+        with np.errstate(invalid="ignore"):
+            cot = (1 - np.tanh(y) ** 2).astype(np.float32)  # d tanh, NaN where y is
         _, tdx, tdw, _ = structural_conv_vjp(x[i:i + 1], w, None, cot, 1, 1, 1, 1)
         for a, t in ((dx[i], tdx[0]), (dw[i], tdw)):
             for ab, tb in zip(_nonfinite(a), _nonfinite(t), strict=True):
                 assert np.array_equal(ab, tb)
 
 
-def test_exact_nonfinite_forward_mode(exact_nonfinite):
-    """``autodiff="jax"`` differentiates the guarded forward kernel, cond included."""
+def test_exact_nonfinite_with_jax_autodiff():
+    """``autodiff="jax"``: outputs exact; JAX's derivatives (forward and reverse mode)
+    are those of the unguarded kernel, bit for bit as with the setting off (not the
+    derivative of the guard, whose ``where`` would drop cotangents at NaN outputs, and
+    no ``K(x, 0)`` term for an operand that is not differentiated)."""
     rng = np.random.default_rng(5)
-    x = jnp.asarray(rng.standard_normal((1, 2, 5)), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((2, 2, 3)), jnp.float32)
-    f = lambda x: jaxconv.conv1d(x, w, padding=1, autodiff="jax")
-    y, t = jax.jvp(f, (x,), (jnp.ones_like(x),))
-    np.testing.assert_allclose(t, f(jnp.ones_like(x)), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(y, f(x))
+    x = rng.standard_normal((1, 2, 6)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 3)).astype(np.float32)
+    x[0, 1, 2] = np.nan
+    w[1, 0, 0] = np.inf
+    f = lambda x, w: jaxconv.conv1d(x, w, padding=1, autodiff="jax", impl="lax")
+    loss = lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+
+    def results():
+        tangent = jax.jvp(lambda x: f(x, w), (x,), (np.ones_like(x),))[1]
+        return [f(x, w), tangent, *jax.grad(loss, (0, 1))(x, w)]
+
+    default = results()
+    jaxconv.set_exact_nonfinite(True)
+    try:
+        exact = results()
+    finally:
+        jaxconv.set_exact_nonfinite(False)
+    oracle = structural_conv_vjp(x, w, None, np.zeros((1, 2, 6), np.float32), 1, 1, 1, 1)[0]
+    for a, t in zip(_nonfinite(exact[0]), _nonfinite(oracle), strict=True):
+        assert np.array_equal(a, t)
+    assert not np.array_equal(np.isnan(default[0]), np.isnan(oracle))  # the default's superset
+    for a, d in zip(exact[1:], default[1:], strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(d))
 
 
 # --- property-based: non-finite values anywhere, any configuration ----------------------------

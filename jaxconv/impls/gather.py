@@ -53,7 +53,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxconv._registry import Impl, clear_jitted_cores, register_impl
+from jaxconv._registry import Impl, register_impl
+from jaxconv._settings import clear_jitted_cores
 from jaxconv._spec import ConvSpec, Pairs, as_int
 from jaxconv.impls._xla import accumulation_dtype, split_groups
 
