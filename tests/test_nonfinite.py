@@ -115,39 +115,15 @@ def test_nonfinite_values_against_pytorch(torch, case):
     w0 = rng.standard_normal((*w_shape, *(3,) * rank)).astype(np.float32)
     b0 = rng.standard_normal(o).astype(np.float32)
 
-    def jax_fn(impl):
-        if transpose:
-            f = lambda x, w, b: jaxconv.conv_transpose(x, w, b, stride, 1, 0, groups, 1,
-                                                       impl=impl)
-        else:
-            f = lambda x, w, b: jaxconv.conv(x, w, b, stride, 1, 1, groups, padding_mode=mode,
-                                             impl=impl)
-
-        @jax.jit
-        def run(x, w, b, cot):
-            y, vjp = jax.vjp(f, x, w, b)
-            return (y, *vjp(cot))
-        return run
-
-    runs = {impl: jax_fn(impl) for impl in IMPLS}
+    torch_case = (rank, c, o, groups, stride, 1, 1, mode)
+    runs = {impl: _jitted_vjp(torch_case, impl) for impl in IMPLS}
     for where, value in PLANTS:
         x, w, b = x0.copy(), w0.copy(), b0.copy()
         target = {"input": x, "weight": w, "bias": b}[where]
         target[(-1, 0, *(1,) * rank)[:target.ndim]] = value
-        tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-        if transpose:
-            tconv = getattr(torch.nn.functional, f"conv_transpose{rank}d")
-            ty = tconv(tx, tw, tb, stride, 1, 0, groups)
-        else:
-            module = getattr(torch.nn, f"Conv{rank}d")(c, o, 3, stride, 1, 1, groups, True, mode)
-            with torch.no_grad():
-                module.weight.copy_(tw)
-                module.bias.copy_(tb)
-            ty = module(tx)
-        cot = rng.standard_normal(ty.shape).astype(np.float32)
-        ty.backward(torch.tensor(cot))
-        grads = (module.weight.grad, module.bias.grad) if not transpose else (tw.grad, tb.grad)
-        theirs = [ty.detach().numpy(), tx.grad.numpy(), *(g.numpy() for g in grads)]
+        y_shape = _torch_run(torch, torch_case, x, w, b, None)[0].shape
+        cot = rng.standard_normal(y_shape).astype(np.float32)
+        theirs = _torch_run(torch, torch_case, x, w, b, cot)
         exact = where == "input" and not transpose
         for impl, run in runs.items():
             ours = run(x, w, b, cot)
@@ -228,6 +204,26 @@ def _plant(rng, arrays, plants):
         flat[index] = value
 
 
+def _jitted_vjp(case, impl):
+    """``(x, w, b, cot) -> (y, dx, dw, db)`` of jaxconv's call for `case` (see
+    EXACT_CASES; its channel counts are not used), jitted; ``(y,)`` if `cot` is None."""
+    rank, _, _, groups, stride, dilation, padding, mode = case
+    if mode == "transpose":
+        f = lambda x, w, b: jaxconv.conv_transpose(x, w, b, stride, padding, 0, groups,
+                                                   dilation, impl=impl)
+    else:
+        f = lambda x, w, b: jaxconv.conv(x, w, b, stride, padding, dilation, groups,
+                                         padding_mode=mode, impl=impl)
+
+    @jax.jit
+    def run(x, w, b, cot):
+        if cot is None:  # the output alone (for its shape)
+            return (f(x, w, b),)
+        y, vjp = jax.vjp(f, x, w, b)
+        return (y, *vjp(cot))
+    return run
+
+
 def _torch_run(torch, case, x, w, b, cot):
     rank, c, o, groups, stride, dilation, padding, mode = case
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
@@ -281,28 +277,12 @@ def test_nonfinite_against_the_structural_oracle(torch, setting, case, dtype):
     b0 = rng.standard_normal(o).astype(dtype)
     half = dtype.itemsize < 4  # the oracle's float32 sums of the same values give both
 
-    def f(impl):
-        if transpose:
-            g = lambda x, w, b: jaxconv.conv_transpose(x, w, b, stride, padding, 0, groups,
-                                                       dilation, impl=impl)
-        else:
-            g = lambda x, w, b: jaxconv.conv(x, w, b, stride, padding, dilation, groups,
-                                             padding_mode=mode, impl=impl)
-
-        @jax.jit
-        def run(x, w, b, cot):
-            y, vjp = jax.vjp(g, x, w, b)
-            return (y, *vjp(cot))
-        return run
-
-    runs = {impl: f(impl) for impl in IMPLS}
-    y_shape = None
+    runs = {impl: _jitted_vjp(case, impl) for impl in IMPLS}
+    y_shape = _torch_run(torch, case, *(a.astype(np.float32) for a in (x0, w0, b0)),
+                         None)[0].shape
     for plants in EXACT_PLANTS:
         arrays = {"input": x0.copy(), "weight": w0.copy(), "bias": b0.copy()}
         label = f"{dtype.name} {plants}"
-        if y_shape is None:
-            y_shape = _torch_run(torch, case, *(a.astype(np.float32) for a in (x0, w0, b0)),
-                                 None)[0].shape
         arrays["cotangent"] = rng.standard_normal(y_shape).astype(dtype)
         _plant(rng, arrays, plants)
         x, w, b, cot = (arrays[k] for k in ("input", "weight", "bias", "cotangent"))
@@ -536,21 +516,12 @@ def test_exact_nonfinite_fuzz(example):
     x0 = rng.standard_normal(e["x_shape"]).astype(e["dtype"])
     w0 = rng.standard_normal(e["w_shape"]).astype(e["dtype"])
     b0 = rng.standard_normal(e["out_channels"]).astype(e["dtype"])
-    args = (e["stride"], e["padding"])
-    if e["transpose"]:
-        conv = lambda x, w, b, impl: jaxconv.conv_transpose(
-            x, w, b, *args, 0, e["groups"], e["dilation"], impl=impl)
-    else:
-        conv = lambda x, w, b, impl: jaxconv.conv(
-            x, w, b, *args, e["dilation"], e["groups"], padding_mode=e["mode"], impl=impl)
-    y_shape = jax.eval_shape(lambda x, w, b: conv(x, w, b, "lax"), x0, w0, b0).shape
     case = (e["rank"], None, None, e["groups"], e["stride"], e["dilation"], e["padding"],
             "transpose" if e["transpose"] else e["mode"])
+    runs = {impl: _jitted_vjp(case, impl) for impl in IMPLS}
+    y_shape = jax.eval_shape(runs["lax"], x0, w0, b0, None)[0].shape
     jaxconv.set_exact_nonfinite(True)
     try:
-        runs = {impl: jax.jit(lambda x, w, b, cot, impl=impl: (
-            lambda y, vjp: (y, *vjp(cot)))(*jax.vjp(lambda x, w, b: conv(x, w, b, impl),
-                                                    x, w, b))) for impl in IMPLS}
         for plants in e["plants"]:
             arrays = {"input": x0.copy(), "weight": w0.copy(), "bias": b0.copy(),
                       "cotangent": rng.standard_normal(y_shape).astype(e["dtype"])}
