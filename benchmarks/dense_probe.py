@@ -1,6 +1,8 @@
 """What would make dense 3x3 convolutions faster under XLA on CPU?
 
     python benchmarks/dense_probe.py --markdown benchmarks/results/dense_cpu.md
+    MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 \\
+        python benchmarks/dense_probe.py --markdown benchmarks/results/dense_cpu_malloc.md
 
 Three candidates against XLA's own convolution, each timed interleaved in one
 process with raw ``lax.conv_general_dilated`` (NCHW, as jaxconv's API and
@@ -32,9 +34,11 @@ The header names the glibc ``MALLOC_*`` variables the process ran under: XLA's
 CPU runtime allocates a program's buffers on every call, and glibc serves large
 ones with fresh ``mmap`` pages that are faulted in again each time unless its
 thresholds are raised (README "What XLA's CPU backend does with convolutions").
+The page-fault column is the mean over three more calls after the timed ones.
 
-Both built alternatives are checked against lax (the probe exits non-zero if
-either disagrees). No impl is built on them: see README "What XLA's CPU backend
+The im2col program and the Winograd program as XLA fuses it are checked
+against lax (the probe exits non-zero if either disagrees; the fenced Winograd
+variant computes the same ops). No impl is built on them: see README "What XLA's CPU backend
 does with convolutions".
 """
 
