@@ -230,6 +230,8 @@ def main() -> None:
     layers = {"quick_3x3_8": (1, 8, 9, 8)} if args.quick else LAYERS
     rows = [r for name, shape in layers.items() for r in probe(name, shape, args.repeats)]
     peak = matmul_gflops()
+    pages = (f"{resource.getpagesize() // 1024} KiB pages" if resource is not None
+             else "not measured on this OS")
     malloc = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MALLOC_"))
     malloc = ("glibc malloc: " + ", ".join(malloc) if malloc else
               "glibc malloc: default thresholds (no MALLOC_* variable set)")
@@ -237,7 +239,7 @@ def main() -> None:
              f"{args.repeats} interleaved runs after a warm-up; this machine's float32 "
              f"matmul: {peak:.0f} GFLOP/s. GFLOP/s: the direct convolution's flops (the "
              "Winograd matmul stage: its own, 1/2.25 of them) over the time. Page faults: "
-             "minor faults of the process per call (4 KiB pages). " + malloc + ".",
+             f"minor faults of the process per call ({pages}). " + malloc + ".",
              "",
              "| layer | program | ms | / raw lax | GFLOP/s | page faults / call |",
              "|---|---|---:|---:|---:|---:|"]
