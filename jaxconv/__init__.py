@@ -17,6 +17,7 @@ from jaxconv._nonfinite import get_exact_nonfinite, set_exact_nonfinite
 from jaxconv._padding import pad
 from jaxconv._registry import Impl, available_impls, get_impl, register_impl
 from jaxconv._spec import ConvSpec
+from jaxconv._xla_options import EIGEN_CONV_XLA_FLAG, eigen_conv_options
 from jaxconv.impls.gather import get_memory_budget, set_memory_budget
 
 # isort: split
@@ -25,6 +26,7 @@ from jaxconv import nn
 __version__ = "0.1.0"
 
 __all__ = [
+    "EIGEN_CONV_XLA_FLAG",
     "AutoChoice",
     "ConvSpec",
     "Impl",
@@ -38,6 +40,7 @@ __all__ = [
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
+    "eigen_conv_options",
     "explain_auto",
     "get_exact_nonfinite",
     "get_impl",

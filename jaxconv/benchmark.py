@@ -194,13 +194,15 @@ class Timing:
     peak_mib: float | None = None
 
 
-def _jax_runners(fn: Callable, args: Sequence[jax.Array], timing: Timing):
-    fwd = jax.jit(fn)
+def _jax_runners(fn: Callable, args: Sequence[jax.Array], timing: Timing,
+                 compiler_options: dict | None = None):
+    fwd = jax.jit(fn, compiler_options=compiler_options)
     # The cotangent is an argument, as in a network (a closed-over constant such as
     # ones would let XLA specialise the backward on it).
     ct = jax.random.normal(jax.random.key(1), jax.eval_shape(fwd, *args).shape, args[0].dtype)
-    grad = jax.jit(jax.value_and_grad(lambda *a: jnp.vdot(fwd(*a[:-1]), a[-1]),
-                                      argnums=tuple(range(len(args)))))
+    grad = jax.jit(jax.value_and_grad(lambda *a: jnp.vdot(fn(*a[:-1]), a[-1]),
+                                      argnums=tuple(range(len(args)))),
+                   compiler_options=compiler_options)
     args = (*args, ct)
     start = time.perf_counter()
     compiled = grad.lower(*args).compile()
@@ -266,14 +268,19 @@ def _interleaved(runners: dict[str, Callable[[], Any]], repeats: int) -> dict[st
 
 
 def bench_layer(layer: Layer, impls: Sequence[str], repeats: int = 5,
-                with_torch: bool = True) -> dict[str, Timing]:
-    """Time every variant of `layer`: ``{variant: Timing}`` (impls, auto, raw-lax, torch)."""
+                with_torch: bool = True,
+                compiler_options: dict | None = None) -> dict[str, Timing]:
+    """Time every variant of `layer`: ``{variant: Timing}`` (impls, auto, raw-lax, torch).
+
+    `compiler_options` go to every JAX program's compile (e.g.
+    :func:`jaxconv.eigen_conv_options`), raw-lax's included."""
     arrays = layer_arrays(layer)
     timings: dict[str, Timing] = {}
     fwd_runners, fb_runners = {}, {}
     for name, fn in jax_variants(layer, [*impls, "auto"]).items():
         timings[name] = Timing()
-        fwd_runners[name], fb_runners[name] = _jax_runners(fn, arrays, timings[name])
+        fwd_runners[name], fb_runners[name] = _jax_runners(fn, arrays, timings[name],
+                                                           compiler_options)
     for name, ms in _interleaved(fwd_runners, repeats).items():
         timings[name].fwd_ms = ms
     for name, ms in _interleaved(fb_runners, repeats).items():
@@ -288,12 +295,14 @@ def bench_layer(layer: Layer, impls: Sequence[str], repeats: int = 5,
     return timings
 
 
-def bench_kernels(layer: Layer, impls: Sequence[str], repeats: int = 5) -> dict[str, dict]:
+def bench_kernels(layer: Layer, impls: Sequence[str], repeats: int = 5,
+                  compiler_options: dict | None = None) -> dict[str, dict]:
     """Time each impl's three kernels alone on `layer` (jit, float32).
 
     Returns ``{impl: {"forward": ms, "input_grad": ms, "weight_grad": ms}}``;
     this is what the auto rules are read from. The forward is timed on the
-    mode-padded input, as the core runs it.
+    mode-padded input, as the core runs it. `compiler_options` as in
+    :func:`bench_layer`.
     """
     x, w, _ = layer_arrays(layer)
     spec, _ = conv_spec("bench", x, w, None, layer.stride, layer.padding, layer.dilation,
@@ -305,9 +314,12 @@ def bench_kernels(layer: Layer, impls: Sequence[str], repeats: int = 5) -> dict[
     for name in impls:
         impl = _registry.get_impl(name)
         s = dataclasses.replace(spec, impl=name)
-        f = jax.jit(lambda a, b, impl=impl, s=s: impl.forward(a, b, s))
-        t = jax.jit(lambda a, b, impl=impl, s=s: impl.input_grad(a, b, s, xp.shape[2:]))
-        wk = jax.jit(lambda a, b, impl=impl, s=s: impl.weight_grad(a, b, s, w.shape[2:]))
+        opts = dict(compiler_options=compiler_options)
+        f = jax.jit(lambda a, b, impl=impl, s=s: impl.forward(a, b, s), **opts)
+        t = jax.jit(lambda a, b, impl=impl, s=s: impl.input_grad(a, b, s, xp.shape[2:]),
+                    **opts)
+        wk = jax.jit(lambda a, b, impl=impl, s=s: impl.weight_grad(a, b, s, w.shape[2:]),
+                     **opts)
         runners[(name, "forward")] = lambda f=f: jax.block_until_ready(f(xp, w))
         runners[(name, "input_grad")] = lambda t=t: jax.block_until_ready(t(g, w))
         runners[(name, "weight_grad")] = lambda wk=wk: jax.block_until_ready(wk(xp, g))
@@ -365,12 +377,14 @@ def small_cnn(params: dict, x: jax.Array, impl: Any) -> jax.Array:
 
 
 def bench_per_example(impls: Sequence[str], batch: int = 64, size: int = 32,
-                      repeats: int = 5) -> dict[str, tuple[float, float]]:
+                      repeats: int = 5,
+                      compiler_options: dict | None = None) -> dict[str, tuple[float, float]]:
     """``{impl: (batched grad ms, per-example grad ms)}`` for :func:`small_cnn`.
 
     Batched: ``grad`` of the summed cross-entropy over a batch of `batch` images.
     Per-example: ``vmap(grad)`` of the loss of one unbatched image, over the same
-    batch (what DP-SGD and influence functions need).
+    batch (what DP-SGD and influence functions need). `compiler_options` as in
+    :func:`bench_layer`.
     """
     params = small_cnn_params(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (batch, 3, size, size))
@@ -381,9 +395,11 @@ def bench_per_example(impls: Sequence[str], batch: int = 64, size: int = 32,
 
     runners = {}
     for impl in impls:
-        batched = jax.jit(lambda p, x, t, impl=impl: jax.grad(loss)(p, x, t, impl))
+        batched = jax.jit(lambda p, x, t, impl=impl: jax.grad(loss)(p, x, t, impl),
+                          compiler_options=compiler_options)
         per = jax.jit(lambda p, x, t, impl=impl: jax.vmap(
-            lambda x, t: jax.grad(loss)(p, x, t, impl))(x, t))
+            lambda x, t: jax.grad(loss)(p, x, t, impl))(x, t),
+            compiler_options=compiler_options)
         runners[(impl, 0)] = lambda f=batched: jax.block_until_ready(f(params, x, t))
         runners[(impl, 1)] = lambda f=per: jax.block_until_ready(f(params, x, t))
     ms = _interleaved(runners, repeats)

@@ -5,6 +5,7 @@
     python -m jaxconv bench --layer "2d N=8 C=64 HW=56 O=64 k=3 s=1 p=1 g=1"
     python -m jaxconv bench --kernels                    # per-kernel times, auto's picks
     python -m jaxconv bench --explain                    # what auto picks and why
+    python -m jaxconv bench --xla-cpu-conv eigen         # XLA's Eigen CPU convolutions
     python -m jaxconv bench --csv out.csv --json out.json --plot out.png --markdown out.md
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import sys
 
 import jax
@@ -20,6 +22,7 @@ import jax
 from jaxconv import benchmark as B
 from jaxconv._auto import KERNELS
 from jaxconv._registry import available_impls
+from jaxconv._xla_options import eigen_conv_options
 from jaxconv.cli._util import progress_bar, table
 
 
@@ -42,12 +45,26 @@ def add_parser(commands) -> None:
                         "small CNN against its batched gradient, for every impl and auto")
     p.add_argument("--explain", action="store_true",
                    help="only print what auto picks for each layer, and why (no timing)")
+    p.add_argument("--xla-cpu-conv", choices=("default", "eigen"), default="default",
+                   help="how XLA's CPU backend runs convolutions: its default (YNNPACK for "
+                        "most 2-d ones) or Eigen (jaxconv.eigen_conv_options(), passed to "
+                        "every JAX program's compile, raw-lax's too)")
     p.add_argument("--csv", help="write the rows to this CSV file")
     p.add_argument("--json", help="write the rows to this JSON file")
     p.add_argument("--markdown", help="write the tables as Markdown to this file")
     p.add_argument("--plot", help="write a PNG of f+b time relative to PyTorch per layer "
                                   "(needs matplotlib: pip install 'jaxconv[bench]')")
     p.set_defaults(run=run)
+
+
+def _conv_setting(compiler_options) -> str:
+    """The header's words for how XLA runs CPU convolutions in this run."""
+    if compiler_options:
+        return f"Eigen (compiler_options={compiler_options})"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "ynn_fusion_type" in flags:
+        return f"as XLA_FLAGS={flags!r} says"
+    return "XLA's default (YNNPACK for most 2-d ones)"
 
 
 def _fmt(v, spec=".2f") -> str:
@@ -76,8 +93,10 @@ def run(args) -> int:
               file=sys.stderr)
         return 2
     backend = jax.devices()[0]
+    args.compiler_options = (eigen_conv_options() if args.xla_cpu_conv == "eigen" else None)
     out_md = [f"jax {jax.__version__} on {backend.platform} ({backend.device_kind}), float32, "
-              f"median of {args.repeats} interleaved runs after a warm-up."]
+              f"median of {args.repeats} interleaved runs after a warm-up; XLA CPU "
+              f"convolutions: {_conv_setting(args.compiler_options)}."]
     print(out_md[0])
     if args.explain:
         rows = []
@@ -100,7 +119,7 @@ def _run_kernels(args, layers, impls, out_md) -> int:
     rows, records = [], []
     for name in progress_bar(list(layers), "kernels"):
         layer = layers[name]
-        times = B.bench_kernels(layer, impls, args.repeats)
+        times = B.bench_kernels(layer, impls, args.repeats, args.compiler_options)
         choice = B.auto_choice(layer)
         for i, kernel in enumerate(KERNELS):
             per = {impl: times[impl][kernel] for impl in impls}
@@ -119,7 +138,8 @@ def _run_kernels(args, layers, impls, out_md) -> int:
 
 
 def _run_per_example(args, impls, out_md) -> int:
-    times = B.bench_per_example([*impls, "auto"], repeats=args.repeats)
+    times = B.bench_per_example([*impls, "auto"], repeats=args.repeats,
+                                compiler_options=args.compiler_options)
     rows = [[impl, _fmt(a, ".1f"), _fmt(b, ".1f"), _fmt(b / a)] for impl, (a, b) in times.items()]
     text, md = table(["impl", "batched grad ms", "vmap(grad) ms", "ratio"], rows)
     title = ("small CNN (3x3, strided 3x3, depthwise 3x3, 1x1; batch 64 of 3x32x32): "
@@ -137,7 +157,8 @@ def _run_layers(args, layers, impls, out_md) -> int:
     gflops = B.matmul_gflops()
     for name in progress_bar(list(layers), "layers"):
         layer = layers[name]
-        timings = B.bench_layer(layer, impls, args.repeats, with_torch=not args.no_torch)
+        timings = B.bench_layer(layer, impls, args.repeats, with_torch=not args.no_torch,
+                                compiler_options=args.compiler_options)
         torch = timings.get("torch")
         best = min((v for v in timings if v in impls), key=lambda v: timings[v].fwdbwd_ms)
         for variant, t in timings.items():
