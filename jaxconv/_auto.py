@@ -37,6 +37,7 @@ from jaxconv._spec import (
     dtype_name,
     shape_tuple,
 )
+from jaxconv.impls import lax as lax_impl
 from jaxconv.impls.fold import SPLIT_MAX_GROUPS
 
 KERNELS = ("forward", "input_grad", "weight_grad")
@@ -141,11 +142,13 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
             f"(<= {STRIDED_W_MAX_TAPS}): one matmul per tap over the strided windows (XLA's "
             "strided weight gradient is slow on CPU)")
     elif (not avx512 and spec.rank == 2 and not strided
-          and any(lo or hi for lo, hi in spec.mode_padding)):
+          and any(lo or hi for lo, hi in spec.mode_padding)
+          and lax_impl.weight_grad_on_ynnpack(spec, (*input_shape[:2], *mode_padded),
+                                              weight_shape, dtype)):
         w, reasons[2] = "gather", (
-            f"2-d, {spec.padding_mode} padding, on a CPU without AVX-512: im2col + matmul "
-            "(XLA's weight-gradient convolution is slow there; zero-padded layers keep it, as "
-            "XLA runs it beside the input gradient)")
+            f"2-d, {spec.padding_mode} padding, on a CPU without AVX-512, too short to keep "
+            "off YNNPACK: im2col + matmul (YNNPACK's weight-gradient convolution is slow "
+            "there; zero-padded layers keep it, as XLA runs it beside the input gradient)")
     elif not avx512 and spec.rank == 2 and strided and group_in <= STEM_MAX_IN:
         w, reasons[2] = "gather", (
             f"strided 2-d, {group_in} input channels (<= {STEM_MAX_IN}, an image stem), on a "

@@ -62,17 +62,23 @@ def test_rules_on_cpu(shapes, kwargs, picks):
 
 
 @pytest.mark.parametrize(("shapes", "kwargs", "picks"), [
-    # stride 1 with a padding mode, and the few-channel stem: gather's W
-    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"),
+    # stride 1 with a padding mode, too short for lax to keep W off YNNPACK (3 more taps
+    # on 14: over 1/8), and the few-channel stem: gather's W
+    (((8, 64, 14, 14), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"),
      ("lax", "lax", "gather")),
-    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="replicate"),
+    (((8, 64, 14, 14), (64, 64, 3, 3)), dict(padding=1, padding_mode="replicate"),
      ("lax", "lax", "gather")),
-    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding="same", padding_mode="circular"),
+    (((8, 64, 14, 14), (64, 64, 3, 3)), dict(padding="same", padding_mode="circular"),
      ("lax", "lax", "gather")),
     (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "gather")),
     (((8, 4, 64, 64), (32, 4, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "gather")),
-    # ... not with zero padding at stride 1 (W alone is faster, the program is not), nor a
+    # ... not where lax keeps W off YNNPACK (long enough, or at most 16 channels), nor
+    # with zero padding at stride 1 (W alone is faster, the program is not), nor a
     # padding mode that pads nothing, nor strided with more channels
+    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
+    (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding="same", padding_mode="circular"),
+     ("lax",) * 3),
+    (((8, 16, 14, 14), (16, 16, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=0, padding_mode="reflect"), ("lax",) * 3),
     (((8, 5, 64, 64), (32, 5, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "lax")),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
@@ -104,7 +110,7 @@ def test_auto_follows_the_machines_avx512(monkeypatch, avx512):
     """explain_auto's default and the call's resolution both ask cpu_has_avx512."""
     monkeypatch.setattr(_auto, "cpu_has_avx512", lambda: avx512)
     picks = ("lax", "lax", "lax" if avx512 else "gather")
-    shapes = ((2, 64, 56, 56), (64, 64, 3, 3))
+    shapes = ((2, 64, 14, 14), (64, 64, 3, 3))
     assert jaxconv.explain_auto(*shapes, padding=1, padding_mode="reflect",
                                 backend="cpu").impls == picks
     spec, _ = conv_spec("conv2d", *(np.broadcast_to(np.float32(0), s) for s in shapes), None,

@@ -28,14 +28,42 @@ role: window stride ``d``, kernel (= ``g``) dilation ``s``, padding
 ``(lo, d(K-1) + (P-1)s + 1 - n - lo)`` so exactly ``K`` outputs come out. Groups
 become ``batch_group_count``: group ``γ`` of ``c`` pairs with group ``γ`` of ``o``.
 
-On CPU, XLA runs convolutions with YNNPACK, which takes a much slower path
-(3.5x for a 3x3 ResNet layer, measured with ``python -m jaxconv bench``) when
-a convolution has no padding at all: every pre-padded (reflect, replicate,
-circular), ``'valid'`` or 1x1 forward, and weight gradients whose windows fit
-exactly. :func:`_conv` then pads the last spatial axis by one window stride on
-the high side and crops the one extra output column it computes (``1/P`` more
-work; padding every axis costs ``(1 + 1/P)^r``, and a 3x3 weight gradient
-computed as 4x4 ran 1.3x slower than as 3x4).
+On CPU (jax 0.10.2), XLA hands a 2-d float32/float64 convolution with more than
+16 input or output channels, no input dilation and no grouped batch
+(``batch_group_count``) to YNNPACK, unless one of its output or kernel spatial
+sizes exceeds the input's (XLA's ``IsConvolutionOpSupportedByYnn``); the rest,
+1-d and 3-d ones included, run in XLA's Eigen kernels. On this project's AVX2
+machine YNNPACK's are mostly the slower ones. Each kernel of the lax impl timed
+alone on the benchmark's 2-d layers, the same programs compiled with
+``jaxconv.eigen_conv_options()`` and without, interleaved (a probe, not
+committed), ran in Eigen: F 0.53-0.67x as long on the dense and 4-group 3x3 and
+7x7 layers (0.89x at 4x4, 1.17x for 1x1), a stride-1 T 0.56-0.71x, W
+0.08-0.39x; but depthwise and 4-channels-per-group F and T 1.2-2.7x. So on CPU
+:func:`_conv` shapes a convolution YNNPACK would take, ungrouped or with at
+least ``EIGEN_MIN_GROUP_IN`` input channels per group, so that YNNPACK declines it,
+on the last spatial axis (size ``n`` of the convolution's input, kernel ``k``,
+output ``P``), where that costs at most ``1/8`` more work:
+
+* F and T (small kernel): ``e = n - P + 1`` more outputs, the high padding
+  grown by ``e·s``, and the extra outputs cropped: the output is then longer
+  than the input. (This also spares YNNPACK's slow path for convolutions
+  without any padding, which :func:`_conv` used to pad for.)
+* W (the kernel is ``g``, about as long as the input): ``x``'s zero padding is
+  written out (``lax.pad``) and ``g`` gets ``e = n + lo + hi - P + 1`` more zero
+  columns, the high padding becoming ``e`` times ``g``'s dilation (the stride),
+  so the outputs stay the same ``K`` taps: the kernel is then longer than the
+  input. (With the padding left in the convolution, Eigen ran the 3x3, 64-channel
+  layer's W 40x slower, and with a single tap, 1x1 kernels, about 9x slower than
+  YNNPACK: those stay with YNNPACK.) The zeros add only ``0·x`` products, so by
+  default a NaN or Inf in ``x`` may also mark a few more weight-gradient entries
+  (``set_exact_nonfinite(True)`` counts only real products, as always).
+
+Strided F and W would need about ``s`` times the work, so they stay with
+YNNPACK; when such a convolution has no padding at all, YNNPACK takes a much
+slower path (3.5x for a 3x3 ResNet layer), so :func:`_conv` pads its last
+spatial axis by one window stride on the high side and crops the one extra
+output column (``1/P`` more work; padding every axis costs ``(1 + 1/P)^r``,
+and a 3x3 weight gradient computed as 4x4 ran 1.3x slower than as 3x4).
 
 ``spec.precision`` is passed to all three calls as given; a ``(lhs, rhs)`` pair
 applies by position, so in the gradient kernels it governs ``(g, w)`` and
@@ -95,15 +123,84 @@ def _xla_conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides, padding,
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
 
 
-def _conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides, padding, **kwargs) -> jnp.ndarray:
-    """:func:`_xla_conv`; without any padding on CPU, the last spatial axis padded by
-    one window stride (high side) and cropped back (see the module docstring)."""
-    if jax.default_backend() != "cpu" or any(lo or hi for lo, hi in padding):
+# XLA (jax 0.10.2) gives YNNPACK 2-d convolutions with more than this many channels.
+YNN_MAX_SKIPPED_CHANNELS = 16
+EIGEN_MAX_EXTRA = 1 / 8  # at most this much more work to keep a convolution off YNNPACK
+EIGEN_MIN_GROUP_IN = 16  # ... and only with this many input channels per group (measured:
+# 32 per group faster in Eigen, 4 and 1 slower)
+
+
+def _eigen_plan(lhs_shape, rhs_shape, dtype, window_strides, padding, kwargs):
+    """How :func:`_conv` runs a convolution on CPU: ``("ynn", 0)`` (YNNPACK takes it
+    as it is), ``("eigen", 0)`` (YNNPACK declines it already), ``("output", e)`` (e
+    more outputs on the last axis, cropped) or ``("taps", e)`` (the padding written
+    out and e more zero taps): see the module docstring."""
+    dn = kwargs["dimension_numbers"]
+    groups = kwargs.get("feature_group_count", 1)
+    dilation = kwargs.get("rhs_dilation") or (1,) * len(window_strides)
+    outs = [(n + lo + hi - d * (k - 1) - 1) // s + 1 for n, k, s, d, (lo, hi) in zip(
+        lhs_shape[2:], rhs_shape[2:], window_strides, dilation, padding, strict=True)]
+    channels = max(lhs_shape[dn.lhs_spec[1]], rhs_shape[dn.rhs_spec[0]])
+    ynn = (len(window_strides) == 2 and jnp.dtype(dtype) in (jnp.float32, jnp.float64)
+           and channels > YNN_MAX_SKIPPED_CHANNELS
+           and kwargs.get("batch_group_count", 1) == 1
+           and all(v == 1 for v in kwargs.get("lhs_dilation") or (1,)) and min(outs) > 0)
+    if not ynn:
+        return "eigen", 0
+    if any(o > m or k > m for o, k, m in zip(outs, rhs_shape[2:], lhs_shape[2:], strict=True)):
+        return "eigen", 0
+    if groups > 1 and lhs_shape[dn.lhs_spec[1]] // groups < EIGEN_MIN_GROUP_IN:
+        return "ynn", 0
+    n, k, (lo, hi), out = lhs_shape[-1], rhs_shape[-1], padding[-1], outs[-1]
+    if n - out + 1 <= EIGEN_MAX_EXTRA * out:  # F, T: a longer output, cropped
+        return "output", n - out + 1
+    if min(outs) > 1 and n + lo + hi - k + 1 <= EIGEN_MAX_EXTRA * k:  # W: longer kernel
+        return "taps", n + lo + hi - k + 1
+    return "ynn", 0
+
+
+def _conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides, padding, *,
+          pad_unpadded: bool = True, **kwargs) -> jnp.ndarray:
+    """:func:`_xla_conv`; on CPU kept off YNNPACK where that is cheap, else (if
+    `pad_unpadded`) without any padding the last spatial axis padded by one window
+    stride and cropped back (see the module docstring). lhs, rhs and the output
+    have their spatial axes last."""
+    if jax.default_backend() != "cpu":
         return _xla_conv(lhs, rhs, window_strides, padding, **kwargs)
-    padding = [(0, 0)] * (len(window_strides) - 1) + [(0, window_strides[-1])]
-    y = _xla_conv(lhs, rhs, window_strides, padding, **kwargs)
-    axis = kwargs["dimension_numbers"].out_spec[-1]
-    return lax.slice_in_dim(y, 0, y.shape[axis] - 1, axis=axis)
+    padding = [tuple(p) for p in padding]
+    how, extra = _eigen_plan(lhs.shape, rhs.shape, lhs.dtype, window_strides, padding, kwargs)
+    s, (lo, hi) = window_strides[-1], padding[-1]
+    d = (kwargs.get("rhs_dilation") or (1,) * len(window_strides))[-1]
+    if how == "output":
+        out = (lhs.shape[-1] + lo + hi - d * (rhs.shape[-1] - 1) - 1) // s + 1
+        padding[-1] = (lo, hi + extra * s)
+        return _xla_conv(lhs, rhs, window_strides, padding, **kwargs)[..., :out]
+    if how == "taps":
+        lhs = lax.pad(lhs, jnp.zeros((), lhs.dtype),
+                      [(0, 0, 0)] * 2 + [(a, b, 0) for a, b in padding])
+        rhs = jnp.pad(rhs, [(0, 0)] * (rhs.ndim - 1) + [(0, extra)])
+        padding = [(0, 0)] * (len(padding) - 1) + [(0, extra * d)]
+        return _xla_conv(lhs, rhs, window_strides, padding, **kwargs)
+    if how == "eigen" or not pad_unpadded or any(lo or hi for lo, hi in padding):
+        return _xla_conv(lhs, rhs, window_strides, padding, **kwargs)
+    y = _xla_conv(lhs, rhs, window_strides, padding[:-1] + [(0, s)], **kwargs)
+    return y[..., :-1]
+
+
+def weight_grad_on_ynnpack(spec: ConvSpec, input_shape, weight_shape, dtype) -> bool:
+    """Whether :func:`weight_grad` leaves its convolution to YNNPACK on CPU, for an
+    ungrouped convolution of `spec` on the mode-padded `input_shape` ``(N, C, *S)``.
+    (Grouped weight gradients are batch-grouped convolutions, which XLA rewrites
+    before it picks a library.)"""
+    assert spec.groups == 1, spec.groups
+    out_spatial = spec.output_spatial(input_shape[2:], weight_shape[2:])
+    kernel = weight_shape[2:]
+    x_shape = (input_shape[1], input_shape[0], *input_shape[2:])  # batch-feature swapped
+    g_shape = (weight_shape[0], input_shape[0], *out_spatial)
+    kwargs = dict(rhs_dilation=spec.stride, dimension_numbers=_channels_first(spec.rank),
+                  batch_group_count=spec.groups)
+    padding = weight_grad_padding(spec, input_shape[2:], kernel, out_spatial)
+    return _eigen_plan(x_shape, g_shape, dtype, spec.dilation, padding, kwargs)[0] == "ynn"
 
 
 def forward(x: jnp.ndarray, w: jnp.ndarray, spec: ConvSpec) -> jnp.ndarray:
@@ -155,11 +252,12 @@ def input_grad_as_forward(forward, g: jnp.ndarray, w: jnp.ndarray, spec: ConvSpe
 
 def input_grad(g: jnp.ndarray, w: jnp.ndarray, spec: ConvSpec, in_spatial) -> jnp.ndarray:
     kernel = w.shape[2:]
-    return _xla_conv(
+    return _conv(
         g,
         group_transpose_kernel(w, spec.groups),
         window_strides=(1,) * spec.rank,
         padding=input_grad_padding(spec, in_spatial, kernel, g.shape[2:]),
+        pad_unpadded=False,
         lhs_dilation=spec.stride,
         rhs_dilation=spec.dilation,
         dimension_numbers=_channels_first(spec.rank),
