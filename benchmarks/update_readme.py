@@ -5,7 +5,8 @@
     python benchmarks/update_readme.py
 
 replaces the text between the ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
-markers with ``benchmarks/results/NAME.md``, verbatim.
+markers with ``benchmarks/results/NAME.md``, verbatim; ``NAME_summary`` takes the
+first line of ``NAME.md`` and its "over all layers" table.
 """
 
 import pathlib
@@ -18,7 +19,10 @@ def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for name in re.findall(r"<!-- bench:(\w+) -->", text):
-        body = (ROOT / "benchmarks" / "results" / f"{name}.md").read_text().strip()
+        base = name.removesuffix("_summary")
+        body = (ROOT / "benchmarks" / "results" / f"{base}.md").read_text().strip()
+        if base != name:
+            body = body.splitlines()[0] + "\n\n" + body[body.index("over all layers"):]
         text = re.sub(rf"(<!-- bench:{name} -->\n)(?:.*?\n)?(<!-- /bench:{name} -->)",
                       lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text,
                       flags=re.S)

@@ -5,14 +5,15 @@ every impl satisfy the same adjoint contract (:mod:`jaxconv._registry`), so
 auto picks each of the three separately, from the convolution's geometry
 (rank, sizes, channels per group, kernel), the dtype and the backend. The
 rules below were read off ``python -m jaxconv bench --kernels`` on a 2-core
-x86-64 CPU (jax 0.10.2, XLA's CPU convolutions run by YNNPACK); the table that
-justifies each one is in README.md ("Performance"). On another machine,
-``python -m jaxconv bench --kernels`` times every impl's kernels per layer and
-prints what auto picks next to the fastest, so a rule can be re-derived there.
-Two rules depend on the CPU: on a later AMD machine without AVX-512 (AVX2 only)
-XLA's 2-d weight-gradient convolution ran at a tenth of the Intel machine's
-speed, so there gather computes it for stride-1 mode-padded layers and strided
-image stems (:func:`cpu_has_avx512`).
+x86-64 CPU (jax 0.10.2); the table that justifies each one is in README.md
+("Performance"). On another machine, ``python -m jaxconv bench --kernels``
+times every impl's kernels per layer and prints what auto picks next to the
+fastest, so a rule can be re-derived there. Two rules depend on the CPU: on a
+later AMD machine without AVX-512 (AVX2 only) the 2-d weight-gradient
+convolution XLA hands to YNNPACK ran at a tenth of the Intel machine's speed, so
+there gather computes it for strided image stems and for stride-1 mode-padded
+layers too short for the lax impl to keep it off YNNPACK
+(:func:`cpu_has_avx512`, :func:`jaxconv.impls.lax.weight_grad_on_ynnpack`).
 
 On GPU and TPU auto keeps ``lax`` for every kernel: no measurement there says
 otherwise yet.

@@ -15,9 +15,15 @@ program compiled both ways in one process. ``python -m jaxconv bench
 --xla-cpu-conv eigen`` times the whole layer suite this way (README,
 "Performance").
 
+jaxconv's own lax impl (and so ``auto`` and ``fold`` where they run it) already
+keeps 2-d convolutions off YNNPACK where that costs little, by their shapes
+(:mod:`jaxconv.impls.lax`); these options reach what that leaves on YNNPACK
+(strided forwards and weight gradients, depthwise and short layers) and every
+other convolution of the program, such as a plain ``lax.conv_general_dilated``.
 Compiler options belong to one compiled program, so jaxconv cannot set them
 for the convolutions it emits inside a user's ``jax.jit``: the caller passes
-them where the program is compiled::
+them to the top-level ``jax.jit`` (a nested one refuses them) where the program
+is compiled::
 
     step = jax.jit(train_step, compiler_options=jaxconv.eigen_conv_options())
 
