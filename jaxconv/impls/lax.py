@@ -39,8 +39,8 @@ alone on the benchmark's 2-d layers, the same programs compiled with
 committed), ran in Eigen: F 0.53-0.67x as long on the dense and 4-group 3x3 and
 7x7 layers (0.89x at 4x4, 1.17x for 1x1), a stride-1 T 0.56-0.71x, W
 0.08-0.39x; but depthwise and 4-channels-per-group F and T 1.2-2.7x. So on CPU
-:func:`_conv` shapes a convolution YNNPACK would take, ungrouped or with at
-least ``EIGEN_MIN_GROUP_IN`` input channels per group, so that YNNPACK declines it,
+:func:`_conv` shapes a float32 convolution YNNPACK would take, ungrouped or with
+at least ``EIGEN_MIN_GROUP_IN`` input channels per group, so that YNNPACK declines it,
 on the last spatial axis (size ``n`` of the convolution's input, kernel ``k``,
 output ``P``), where that costs at most ``1/8`` more work:
 
@@ -54,11 +54,16 @@ output ``P``), where that costs at most ``1/8`` more work:
   so the outputs stay the same ``K`` taps: the kernel is then longer than the
   input. (With the padding left in the convolution, Eigen ran the 3x3, 64-channel
   layer's W 40x slower, and with a single tap, 1x1 kernels, about 9x slower than
-  YNNPACK: those stay with YNNPACK.) The zeros add only ``0·x`` products, so by
-  default a NaN or Inf in ``x`` may also mark a few more weight-gradient entries
-  (``set_exact_nonfinite(True)`` counts only real products, as always).
+  YNNPACK: those stay with YNNPACK; so do weight gradients whose longer kernel
+  would hold more elements than the input, tall layers, which XLA turns around
+  into a reversed-window convolution that it runs in a naive loop.) The zeros
+  add only ``0·x`` products, so by default a NaN or Inf in ``x`` may also mark
+  a few more weight-gradient entries (``set_exact_nonfinite(True)`` counts only
+  real products, as always).
 
-Strided F and W would need about ``s`` times the work, so they stay with
+float64 convolutions stay with YNNPACK too: XLA's Eigen convolution is for
+float32 (and float16), and a float64 one YNNPACK declines runs in XLA's naive
+loop. Strided F and W would need about ``s`` times the work, so they stay with
 YNNPACK; when such a convolution has no padding at all, YNNPACK takes a much
 slower path (3.5x for a 3x3 ResNet layer), so :func:`_conv` pads its last
 spatial axis by one window stride on the high side and crops the one extra
@@ -73,6 +78,7 @@ applies by position, so in the gradient kernels it governs ``(g, w)`` and
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -151,11 +157,18 @@ def _eigen_plan(lhs_shape, rhs_shape, dtype, window_strides, padding, kwargs):
         return "eigen", 0
     if groups > 1 and lhs_shape[dn.lhs_spec[1]] // groups < EIGEN_MIN_GROUP_IN:
         return "ynn", 0
-    n, k, (lo, hi), out = lhs_shape[-1], rhs_shape[-1], padding[-1], outs[-1]
+    if jnp.dtype(dtype) != jnp.float32:  # XLA's Eigen convolution is float32 (and 16):
+        return "ynn", 0  # float64 would fall to its naive loop
+    n, k, out = lhs_shape[-1], rhs_shape[-1], outs[-1]
     if n - out + 1 <= EIGEN_MAX_EXTRA * out:  # F, T: a longer output, cropped
         return "output", n - out + 1
-    if min(outs) > 1 and n + lo + hi - k + 1 <= EIGEN_MAX_EXTRA * k:  # W: longer kernel
-        return "taps", n + lo + hi - k + 1
+    padded = [m + a + b for m, (a, b) in zip(lhs_shape[2:], padding, strict=True)]
+    extra = padded[-1] - k + 1
+    # W: a longer kernel; not where the kernel would hold more elements than the input
+    # (XLA then swaps the operands, reversing the window, and runs a naive loop)
+    if (min(outs) > 1 and extra <= EIGEN_MAX_EXTRA * k
+            and math.prod(rhs_shape[2:-1]) * (k + extra) < math.prod(padded)):
+        return "taps", extra
     return "ynn", 0
 
 
