@@ -185,9 +185,9 @@ def _conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides, padding, *,
     s, (lo, hi) = window_strides[-1], padding[-1]
     d = (kwargs.get("rhs_dilation") or (1,) * len(window_strides))[-1]
     if how == "output":
-        out = (lhs.shape[-1] + lo + hi - d * (rhs.shape[-1] - 1) - 1) // s + 1
         padding[-1] = (lo, hi + extra * s)
-        return _xla_conv(lhs, rhs, window_strides, padding, **kwargs)[..., :out]
+        y = _xla_conv(lhs, rhs, window_strides, padding, **kwargs)
+        return y[..., :y.shape[-1] - extra]
     if how == "taps":
         lhs = lax.pad(lhs, jnp.zeros((), lhs.dtype),
                       [(0, 0, 0)] * 2 + [(a, b, 0) for a, b in padding])
