@@ -38,8 +38,24 @@ IMPLS = jaxconv.available_impls()
     (((8, 512, 2, 2), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
     (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
-    # a strided stem with 3 input channels: its input gradient in stride phases
-    (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "lax")),
+    # strided 2-d with few input channels and a kernel the stride phases fit (at most a
+    # third more taps): fold's space-to-depth (image stems, patchify, 2x2 downsampling);
+    # its input gradient only up to 4 channels or a 1x1 inner kernel (else stride phases),
+    # its weight gradient only up to 16 channels and never with a 1x1 inner kernel
+    (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("fold",) * 3),
+    (((8, 3, 227, 227), (64, 3, 11, 11)), dict(stride=4, padding=2), ("fold",) * 3),
+    (((8, 16, 112, 112), (64, 16, 7, 7)), dict(stride=2, padding=3), ("fold",) * 3),
+    (((8, 32, 112, 112), (64, 32, 7, 7)), dict(stride=2, padding=3), ("fold", "lax", "lax")),
+    (((8, 3, 224, 224), (96, 3, 4, 4)), dict(stride=4), ("fold", "fold", "lax")),
+    (((8, 96, 56, 56), (192, 96, 2, 2)), dict(stride=2), ("fold", "fold", "shift")),
+    # ... not with 64 channels, nor where the phases add over a third more taps (3x3 and
+    # 5x5 at stride 2), nor dilated, nor in 1-d
+    (((8, 64, 56, 56), (64, 64, 7, 7)), dict(stride=2, padding=3), ("lax",) * 3),
+    (((8, 4, 64, 64), (32, 4, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "lax")),
+    (((8, 32, 56, 56), (64, 32, 5, 5)), dict(stride=2, padding=2), ("lax",) * 3),
+    (((8, 3, 224, 224), (64, 3, 4, 4)), dict(stride=(2, 1), dilation=2),
+     ("lax", "lax", "lax")),
+    (((8, 3, 4096), (64, 3, 4)), dict(stride=4), ("lax", "fold", "lax")),
     # strided 2-d with many input channels: shift's per-tap matmuls for the weight gradient
     (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
     (((8, 64, 56, 56), (128, 64, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
@@ -63,15 +79,15 @@ def test_rules_on_cpu(shapes, kwargs, picks):
 
 @pytest.mark.parametrize(("shapes", "kwargs", "picks"), [
     # stride 1 with a padding mode, too short for lax to keep W off YNNPACK (3 more taps
-    # on 14: over 1/8), and the few-channel stem: gather's W
+    # on 14: over 1/8), and few-channel strided layers space-to-depth does not take: gather's W
     (((8, 64, 14, 14), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"),
      ("lax", "lax", "gather")),
     (((8, 64, 14, 14), (64, 64, 3, 3)), dict(padding=1, padding_mode="replicate"),
      ("lax", "lax", "gather")),
     (((8, 64, 14, 14), (64, 64, 3, 3)), dict(padding="same", padding_mode="circular"),
      ("lax", "lax", "gather")),
-    (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "gather")),
     (((8, 4, 64, 64), (32, 4, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "gather")),
+    (((8, 3, 224, 224), (96, 3, 4, 4)), dict(stride=4), ("fold", "fold", "gather")),
     # ... not where lax keeps W off YNNPACK (long enough, or at most 16 channels), nor
     # with zero padding at stride 1 (W alone is faster, the program is not), nor a
     # padding mode that pads nothing, nor strided with more channels
@@ -86,8 +102,9 @@ def test_rules_on_cpu(shapes, kwargs, picks):
     (((8, 32, 112, 112), (64, 32, 3, 3)), dict(stride=2, padding=1), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(stride=2, padding=1, padding_mode="reflect"),
      ("lax", "lax", "shift")),
-    # ... unchanged: strided with >= 64 channels (shift), strided 5x5 with many channels,
-    # 1-d, 3-d, grouped, 1x1 and small spatial
+    # ... unchanged: space-to-depth stems, strided with >= 64 channels (shift), strided
+    # 5x5 with many channels, 1-d, 3-d, grouped, 1x1 and small spatial
+    (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("fold",) * 3),
     (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
     (((8, 64, 56, 56), (64, 64, 5, 5)), dict(stride=2, padding=2), ("lax",) * 3),
     (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),

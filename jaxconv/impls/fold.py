@@ -13,6 +13,8 @@ Three reshapes, each exact (the same sums, regrouped), applied in this order:
   unrolled program would grow with the channel count; those stay grouped.
 * **Leading spatial axes folded** (rank >= 3), below.
 * **Strided input gradients as stride phases**, below.
+* **Strided 2-d convolutions with few input channels as stride-1 ones on
+  space-to-depth input** (below), where that costs at most a third more taps.
 
 N-d convolutions as one 2-d XLA convolution, leading axes folded away:
 
@@ -52,6 +54,28 @@ the ``n_ρ`` rows ``i = i0, i0 + s, ...`` (``i0 = q0·s + ρ - lo``). Each phase
 placed back with one ``lax.pad`` (low ``i0``, interior ``s - 1``) and the phases
 summed; a phase no tap reaches (``K < s``) gets zero.
 
+Space-to-depth (2-d, after any folding; one spatial axis shown, every strided
+axis at once). With ``s > 1``, dilation 1 and ``K' = ceil(K / s)``, write tap
+``k = t·s + ρ`` (``t < K'``, ``ρ < s``); output ``p`` reads ``xp[p·s + k] =
+xp[(p + t)·s + ρ]``, so with the phases as channels::
+
+    X[b, (c, ρ), q] = xp[b, c, q·s + ρ]        (q < Q = P - 1 + K')
+    W'[o, (c, ρ), t] = w[o, c, t·s + ρ]         (zero for t·s + ρ >= K)
+    y[b, o, p] = Σ_{(c, ρ), t} W'[o, (c, ρ), t] · X[b, (c, ρ), p + t]
+
+a stride-1, unpadded convolution of ``X`` (``C·s`` channels, still group-major)
+with ``W'`` (``K'`` taps): XLA then runs it as a stride-1 convolution, which the
+lax impl keeps off YNNPACK. ``x -> X`` pads ``x`` to ``Q·s`` (crops rows no
+output reads), reshapes and transposes; ``w -> W'`` pads to ``K'·s``. Both are
+linear, so the input gradient is ``X``'s gradient (the stride-1 input gradient
+of ``g`` with ``W'``) mapped back through the transpose of ``x -> X`` (the
+inverse reshape, then the padding cropped), and the weight gradient is ``W'``'s
+(the stride-1 weight gradient of ``X`` and ``g``) mapped back likewise, the
+zero taps dropped. The work grows by ``(K'·s / K)`` per strided axis; it pays
+only with few input channels, where XLA's strided and lhs-dilated convolutions
+are slow. Measured per kernel (:data:`S2D_MAX_EXTRA`, :data:`S2D_F_MAX_IN`,
+:data:`S2D_T_MAX_IN`, :data:`S2D_W_MAX_IN`; README "Performance").
+
 Weight gradient: the fold ``x -> X`` is linear and does not involve ``w``, so
 ``dw`` is the folded convolution's weight gradient ``dW[o, (c, k), ...]``
 (``W(X, g)`` with ``g`` folded the same way, ``(N·P, O, *Q)``) read back as
@@ -63,6 +87,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +98,16 @@ from jaxconv._spec import ConvSpec
 from jaxconv.impls import lax as lax_impl
 
 SPLIT_MAX_GROUPS = 16  # at most this many groups: one dense XLA convolution per group
+# Space-to-depth, 2-d: at most this much more work in zero taps (7x7 stride 2: 0.31, 11x11
+# stride 4: 0.19, 4x4 stride 4: 0; 3x3 stride 2, 0.78, ran 1.6x slower), and per kernel at
+# most this many input channels per group (probe, this AVX2 machine, lax's strided kernels
+# against space-to-depth: F won at 3-32 channels, lost at 64; T won at 3, lost to the
+# stride phases from 16; W won at 3-16, lost at 64), or any count when every K <= s (the
+# inner convolution is 1x1: F and T won at 96 channels; W lost, so it never takes those)
+S2D_MAX_EXTRA = 1 / 3
+S2D_F_MAX_IN = 32
+S2D_T_MAX_IN = 4
+S2D_W_MAX_IN = 16
 
 
 def _split(spec: ConvSpec) -> bool:
@@ -102,6 +137,67 @@ def _fold(x: jax.Array, spec: ConvSpec, taps: int,
     return folded, inner
 
 
+def space_to_depth(spec: ConvSpec, group_in: int, kernel, kernel_name: str) -> bool:
+    """Whether fold computes `kernel_name` (``"forward"``, ``"input_grad"`` or
+    ``"weight_grad"``) of the convolution `spec` (after any group split and
+    folding) with `group_in` input channels per group and a `kernel`-shaped window
+    as a stride-1 one on space-to-depth input (module docstring)."""
+    if spec.rank != 2 or all(s == 1 for s in spec.stride):
+        return False
+    if any(s > 1 and d > 1 for s, d in zip(spec.stride, spec.dilation, strict=True)):
+        return False
+    taps = math.prod(-(-k // s) * s for k, s in zip(kernel, spec.stride, strict=True))
+    if taps > (1 + S2D_MAX_EXTRA) * math.prod(kernel):
+        return False
+    pointwise = all(k <= s for k, s in zip(kernel, spec.stride, strict=True))  # 1x1 inside
+    if kernel_name == "weight_grad":
+        return not pointwise and group_in <= S2D_W_MAX_IN
+    return pointwise or group_in <= {"forward": S2D_F_MAX_IN,
+                                     "input_grad": S2D_T_MAX_IN}[kernel_name]
+
+
+def _phase_pads(spec: ConvSpec, in_spatial, kernel):
+    """Per spatial axis ``(s, lo, hi)``: ``x``'s padding to ``Q·s`` rows (``hi`` may
+    be negative: rows no output reads), and the stride-1 spec on ``X``."""
+    out = spec.output_spatial(in_spatial, kernel)
+    pads = []
+    for n, k, s, d, (lo, _), p in zip(in_spatial, kernel, spec.stride, spec.dilation,
+                                      spec.zero_padding, out, strict=True):
+        q = p + d * (-(-k // s) - 1)  # d = 1 where s > 1
+        pads.append((s, lo, q * s - n - lo))
+    inner = dataclasses.replace(spec, stride=(1,) * spec.rank,
+                                padding=((0, 0),) * spec.rank, padding_mode="zeros")
+    return pads, inner
+
+
+def _to_phases(a: jax.Array, pads) -> jax.Array:
+    """``(N, C, *S) -> (N, C·Π s, *Q)``: ``a`` padded by ``(lo, hi)`` per axis, each
+    axis ``Q·s`` cut into ``(Q, s)`` and the phases moved next to the channels."""
+    a = lax.pad(a, jnp.zeros((), a.dtype), [(0, 0, 0)] * 2 + [(lo, hi, 0) for _, lo, hi in pads])
+    n_batch, channels, *spatial = a.shape
+    split = [v for (s, _, _), m in zip(pads, spatial, strict=True) for v in (m // s, s)]
+    a = a.reshape(n_batch, channels, *split)
+    rank = len(pads)
+    a = a.transpose(0, 1, *range(3, 2 + 2 * rank, 2), *range(2, 2 + 2 * rank, 2))
+    return a.reshape(n_batch, channels * math.prod(s for s, _, _ in pads), *a.shape[2 + rank:])
+
+
+def _from_phases(a: jax.Array, pads) -> jax.Array:
+    """The transpose of :func:`_to_phases`: ``(N, C·Π s, *Q) -> (N, C, *S)``."""
+    n_batch, channels, *q = a.shape
+    strides = [s for s, _, _ in pads]
+    rank = len(pads)
+    a = a.reshape(n_batch, channels // math.prod(strides), *strides, *q)
+    a = a.transpose(0, 1, *(i for r in range(rank) for i in (2 + rank + r, 2 + r)))
+    a = a.reshape(n_batch, a.shape[1], *(m * s for m, s in zip(q, strides, strict=True)))
+    return lax.pad(a, jnp.zeros((), a.dtype),
+                   [(0, 0, 0)] * 2 + [(-lo, -hi, 0) for _, lo, hi in pads])
+
+
+def _kernel_pads(spec: ConvSpec, kernel):
+    return [(s, 0, -(-k // s) * s - k) for k, s in zip(kernel, spec.stride, strict=True)]
+
+
 def _unfold_batch(y: jax.Array, n_batch: int, planes: int) -> jax.Array:
     """``(N·P, O, *Q) -> (N, O, P, *Q)``."""
     return jnp.moveaxis(y.reshape(n_batch, planes, *y.shape[1:]), 1, 2)
@@ -120,6 +216,10 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
         dense = dataclasses.replace(spec, groups=1)
         return jnp.concatenate([forward(xg, wg, dense) for xg, wg in zip(
             _per_group(x, spec.groups, 1), _per_group(w, spec.groups, 0), strict=True)], axis=1)
+    if space_to_depth(spec, w.shape[1], w.shape[2:], "forward"):
+        pads, inner = _phase_pads(spec, x.shape[2:], w.shape[2:])
+        return forward(_to_phases(x, pads), _to_phases(w, _kernel_pads(spec, w.shape[2:])),
+                       inner)
     if spec.rank <= 2:
         return lax_impl.forward(x, w, spec)
     out_channels, group_in, taps, *kernel = w.shape
@@ -134,6 +234,11 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
         dense = dataclasses.replace(spec, groups=1)
         return jnp.concatenate([input_grad(gg, wg, dense, in_spatial) for gg, wg in zip(
             _per_group(g, spec.groups, 1), _per_group(w, spec.groups, 0), strict=True)], axis=1)
+    if space_to_depth(spec, w.shape[1], w.shape[2:], "input_grad"):
+        pads, inner = _phase_pads(spec, in_spatial, w.shape[2:])
+        w_phases = _to_phases(w, _kernel_pads(spec, w.shape[2:]))
+        q = [(n + lo + hi) // s for n, (s, lo, hi) in zip(in_spatial, pads, strict=True)]
+        return _from_phases(input_grad(g, w_phases, inner, tuple(q)), pads)
     if any(s != 1 for s in spec.stride):
         if all(d == 1 or s == 1 for s, d in zip(spec.stride, spec.dilation, strict=True)):
             return _input_grad_by_phases(g, w, spec, in_spatial)
@@ -185,6 +290,12 @@ def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array
         dense = dataclasses.replace(spec, groups=1)
         return jnp.concatenate([weight_grad(xg, gg, dense, kernel) for xg, gg in zip(
             _per_group(x, spec.groups, 1), _per_group(g, spec.groups, 1), strict=True)], axis=0)
+    if space_to_depth(spec, x.shape[1] // spec.groups, kernel, "weight_grad"):
+        pads, inner = _phase_pads(spec, x.shape[2:], kernel)
+        kernel_pads = _kernel_pads(spec, kernel)
+        inner_kernel = tuple(-(-k // s) for k, s in zip(kernel, spec.stride, strict=True))
+        dw = weight_grad(_to_phases(x, pads), g, inner, inner_kernel)
+        return _from_phases(dw, kernel_pads)
     if spec.rank <= 2:
         return lax_impl.weight_grad(x, g, spec, kernel)
     taps, *rest = kernel

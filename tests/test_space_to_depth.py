@@ -1,0 +1,140 @@
+"""fold's space-to-depth path for strided 2-d convolutions (jaxconv/impls/fold.py).
+
+A strided convolution whose kernel the stride phases fit with at most a third
+more taps is computed as a stride-1 one on the phases stacked as channels. The
+shared parity grid's small kernels reach it only now and then; these cases do on
+purpose: image stems, patchify and 2x2 downsampling, non-square strides, a
+dilated stride-1 axis, groups (split and not), padding modes, rows no output
+reads, unbatched and empty batches. Value and all gradients against PyTorch for
+fold and auto in float32 and float64, which kernels take the path, and a
+second-order gradient against the lax impl.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconv
+from jaxconv._padding import pad_trailing
+from jaxconv._spec import conv_spec
+from jaxconv.impls import fold
+from jaxconv.testing import TOLERANCES
+
+# (input shape, weight shape, conv2d keyword arguments, kernels on the path)
+CASES = [
+    ((2, 3, 23, 22), (8, 3, 7, 7), dict(stride=2, padding=3), "FTW"),  # a stem
+    ((2, 3, 16, 15), (4, 3, 7, 7), dict(stride=2, padding=3, padding_mode="reflect"), "FTW"),
+    ((2, 3, 26, 17), (8, 3, 4, 4), dict(stride=4), "FT"),  # patchify; 2 rows unread
+    ((2, 40, 10, 12), (24, 40, 2, 2), dict(stride=2), "FT"),  # 1x1 inside: any channels
+    ((2, 24, 21, 20), (16, 24, 7, 7), dict(stride=2, padding=3), "F"),  # T: > 4, W: > 16
+    ((2, 4, 19, 21), (6, 2, 3, 2), dict(stride=(3, 2), padding=(1, 0), groups=2), "FT"),
+    ((2, 3, 15, 14), (5, 3, 2, 3), dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2)),
+     "FTW"),
+    ((2, 20, 13, 13), (20, 1, 4, 4), dict(stride=2, padding=1, groups=20), "FTW"),
+    ((3, 16, 15), (4, 3, 2, 2), dict(stride=2, padding_mode="circular", padding=1), "FT"),
+    ((0, 3, 16, 15), (4, 3, 7, 7), dict(stride=2, padding=3), "FTW"),
+    # not taken: 3x3 at stride 2 (over a third more taps), dilated on a strided axis
+    ((2, 3, 15, 14), (4, 3, 3, 3), dict(stride=2, padding=1), ""),
+    ((2, 3, 17, 16), (4, 3, 2, 2), dict(stride=2, dilation=2), ""),
+]
+
+
+def _case_id(case):
+    x_shape, w_shape, kwargs, _ = case
+    return "x".join(map(str, x_shape)) + "-" + "x".join(map(str, w_shape)) + "-" + "-".join(
+        f"{k}{v}" for k, v in kwargs.items()).replace(" ", "")
+
+
+def _arrays(case, dtype, torch):
+    x_shape, w_shape, kwargs, _ = case
+    rng = np.random.default_rng(sum(x_shape) + sum(w_shape))
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = (0.3 * rng.standard_normal(w_shape)).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    opts = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") | kwargs
+    m = torch.nn.Conv2d(w_shape[1] * opts["groups"], w_shape[0], w_shape[2:],
+                        **opts).to(torch.from_numpy(x).dtype)
+    with torch.no_grad():
+        m.weight.copy_(torch.from_numpy(w))
+        m.bias.copy_(torch.from_numpy(b))
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = m(tx)
+    ct = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.from_numpy(ct))
+    expected = (ty.detach().numpy(), tx.grad.numpy(), m.weight.grad.numpy(),
+                m.bias.grad.numpy())
+    return (x, w, b, ct), expected
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("impl", ["fold", "auto"])
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_matches_pytorch(torch, case, impl, dtype):
+    (x, w, b, ct), want = _arrays(case, dtype, torch)
+    kwargs = case[2]
+
+    def f(x, w, b):
+        return jaxconv.conv2d(x, w, b, **kwargs, impl=impl)
+    y, vjp = jax.vjp(jax.jit(f), x, w, b)
+    rtol, atol = TOLERANCES[dtype]
+    scale = 10 if dtype == "float32" else 1  # sums of a few hundred float32 products
+    for name, got, expected in zip(("value", "d_input", "d_weight", "d_bias"),
+                                   (y, *vjp(jnp.asarray(ct))), want, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=scale * rtol, atol=scale * atol,
+                                   err_msg=f"{impl} {dtype} {name}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_which_kernels_take_the_path(torch, monkeypatch, case):
+    """fold's kernels, run eagerly, build the phase tensor exactly in the kernels the
+    case names; auto picks fold for those kernels of ungrouped layers."""
+    (x, w, _, ct), _ = _arrays(case, "float32", torch)
+    x_shape, w_shape, kwargs, path = case
+    opts = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") | kwargs
+    batched = len(x_shape) == 4
+    spec, _ = conv_spec("test", x, w, None, opts["stride"], opts["padding"],
+                        opts["dilation"], opts["groups"], opts["padding_mode"], None)
+    if not batched:
+        x, ct = x[None], ct[None]
+    xp = pad_trailing(jnp.asarray(x), spec.mode_padding, spec.padding_mode)
+    calls = []
+    to_phases = fold._to_phases
+    monkeypatch.setattr(fold, "_to_phases", lambda a, pads: calls.append(a.shape) or
+                        to_phases(a, pads))
+    kernels = {
+        "F": lambda: fold.forward(xp, w, spec),
+        "T": lambda: fold.input_grad(ct, w, spec, xp.shape[2:]),
+        "W": lambda: fold.weight_grad(xp, ct, spec, w.shape[2:]),
+    }
+    for name, run in kernels.items():
+        calls.clear()
+        run()
+        assert bool(calls) == (name in path), f"{name}: phase tensors {calls}"
+    if opts["groups"] == 1 and len(x_shape) == 4:
+        choice = jaxconv.explain_auto(x.shape, w.shape, **kwargs, backend="cpu")
+        for name, impl in zip("FTW", choice.impls, strict=True):
+            if name in path:
+                assert impl == "fold", (name, choice)
+
+
+def test_second_order_gradient_matches_lax():
+    """grad of grad through the path (its kernels' own custom rules) against the lax
+    impl, float64 (the test session enables x64)."""
+    x_shape, w_shape, kwargs, _ = CASES[0]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+
+    def outer(impl):
+        def inner(x, w):
+            return jnp.sum(jnp.tanh(jaxconv.conv2d(x, w, **kwargs, impl=impl)))
+        def norm(x, w):
+            gx, gw = jax.grad(inner, argnums=(0, 1))(x, w)
+            return jnp.sum(gx ** 2) + jnp.sum(gw ** 2)
+        return jax.jit(jax.grad(norm, argnums=(0, 1)))
+    got = outer("fold")(x, w)
+    want = outer("lax")(x, w)
+    rtol, atol = TOLERANCES["float64"]
+    for g, e in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
