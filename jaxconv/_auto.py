@@ -11,9 +11,15 @@ times every impl's kernels per layer and prints what auto picks next to the
 fastest, so a rule can be re-derived there. Two rules depend on the CPU: on a
 later AMD machine without AVX-512 (AVX2 only) the 2-d weight-gradient
 convolution XLA hands to YNNPACK ran at a tenth of the Intel machine's speed, so
-there gather computes it for strided image stems and for stride-1 mode-padded
-layers too short for the lax impl to keep it off YNNPACK
+there gather computes it for strided image stems that fold's space-to-depth
+does not take, and for stride-1 mode-padded layers too short for the lax impl
+to keep it off YNNPACK
 (:func:`cpu_has_avx512`, :func:`jaxconv.impls.lax.weight_grad_on_ynnpack`).
+
+Strided 2-d layers with few input channels whose kernel the stride phases fit
+(image stems, patchify, 2x2 downsampling) take fold's space-to-depth kernels
+where :func:`jaxconv.impls.fold.space_to_depth` says so (measured on the AVX2
+machine only; the rule applies on any CPU).
 
 On GPU and TPU auto keeps ``lax`` for every kernel: no measurement there says
 otherwise yet.
@@ -166,7 +172,7 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
             picks[i], reasons[i] = "fold", (
                 f"strided 2-d, {group_in} input channels, kernel {tuple(kernel)} at stride "
                 f"{spec.stride}: fold's space-to-depth, one stride-1 XLA convolution with the "
-                "stride phases as channels (measured faster here than XLA's strided convolution)")
+                "stride phases as channels (measured faster than the rules above here)")
     return AutoChoice(*picks, tuple(reasons))
 
 

@@ -104,3 +104,27 @@ def test_which_kernels_leave_ynnpack(torch, case):
     if groups == 1:  # what auto asks (jaxconv/_auto.py) agrees with the compiled program
         assert lax_impl.weight_grad_on_ynnpack(spec, xp.shape, w.shape, np.float32) == (
             "W" in ynn)
+
+
+@pytest.mark.parametrize("impl", ["lax", "auto"])
+def test_a_nonfinite_input_reaches_what_pytorch_reaches(torch, impl):
+    """The weight gradient's zero taps meet x: with a NaN in x it is computed as it
+    is, so its NaN entries are exactly PyTorch's (README, NaN and Inf)."""
+    case = CASES[1]  # 'valid': W routed through 3 more zero taps
+    (x, w, b, ct), _ = _arrays(case, "float32", torch)
+    x[1, 3, 2, 40] = np.nan  # a column only the zero taps reach from some taps
+    _, _, _, stride, padding, dilation, groups, mode, _ = case
+
+    def f(x, w, b):
+        return jaxconv.conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=mode,
+                              impl=impl)
+    y, vjp = jax.vjp(f, jnp.asarray(x), jnp.asarray(w), jnp.asarray(b))
+    ours = [y, *vjp(jnp.asarray(ct))]
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride, padding, dilation, groups)
+    ty.backward(torch.tensor(ct))
+    for name, a, t in zip(("output", "d_input", "d_weight", "d_bias"), ours,
+                          (ty.detach(), tx.grad, tw.grad, tb.grad), strict=True):
+        a, t = np.isnan(np.asarray(a)), np.isnan(t.numpy())
+        assert np.array_equal(a, t), f"{name}: {np.argwhere(a ^ t)[:5].tolist()}"
+        assert t.any() == (name in ("output", "d_weight")), name

@@ -138,3 +138,59 @@ def test_second_order_gradient_matches_lax():
     rtol, atol = TOLERANCES["float64"]
     for g, e in zip(got, want, strict=True):
         np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("impl", ["fold", "auto"])
+def test_a_nonfinite_input_reaches_what_pytorch_reaches(torch, impl, value):
+    """The forward's zero taps (7 = 2·4 - 1) meet x: a NaN or Inf planted in a row
+    only a zero tap reads from some outputs must mark exactly PyTorch's outputs and
+    gradients, as every impl does (README, NaN and Inf)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 23, 22)).astype(np.float32)
+    w = rng.standard_normal((8, 3, 7, 7)).astype(np.float32)
+    x[1, 2, 9, 10] = value  # padded row 12: tap 7 of output 3 (zero), taps 0-6 of others
+
+    def f(x, w):
+        return jaxconv.conv2d(x, w, stride=2, padding=3, impl=impl)
+    y, vjp = jax.vjp(f, jnp.asarray(x), jnp.asarray(w))
+    ct = rng.standard_normal(y.shape).astype(np.float32)
+    ours = [y, *vjp(jnp.asarray(ct))]
+    tx, tw = (torch.tensor(a, requires_grad=True) for a in (x, w))
+    ty = torch.nn.functional.conv2d(tx, tw, stride=2, padding=3)
+    ty.backward(torch.tensor(ct))
+    for name, a, t in zip(("output", "d_input", "d_weight"), ours,
+                          (ty.detach(), tx.grad, tw.grad), strict=True):
+        a, t = np.asarray(a), t.numpy()
+        for kind in (np.isnan, np.isposinf, np.isneginf):
+            assert np.array_equal(kind(a), kind(t)), (
+                f"{name} {kind.__name__}: {np.argwhere(kind(a) ^ kind(t))[:5].tolist()}")
+
+
+@pytest.mark.parametrize(("fn", "x_shape", "w_shape", "kwargs"), [
+    # conv_transpose2d: its forward is the input gradient, its weight gradient gets a
+    # g cropped by output_padding's extra rows... read back through the path
+    ("conv_transpose2d", (2, 8, 6, 7), (8, 3, 4, 3), dict(stride=(2, 1), padding=(1, 2),
+                                                          output_padding=(1, 0),
+                                                          dilation=(1, 2))),
+    ("conv_transpose2d", (2, 8, 5, 5), (8, 3, 7, 7), dict(stride=2, padding=3,
+                                                          output_padding=1)),
+    # 3-d: the path after the leading axis is folded away (forward, weight gradient)
+    ("conv3d", (2, 3, 5, 12, 11), (4, 3, 2, 4, 4), dict(stride=(1, 2, 2), padding=(0, 1, 1))),
+    # padding wider than the kernel: x cropped into the low padding on the high side
+    ("conv2d", (2, 3, 3, 6), (4, 3, 4, 4), dict(stride=4, padding=5)),
+], ids=["transpose-mixed", "transpose-stem", "3d", "wide-padding"])
+def test_other_entry_points_match_pytorch(torch, fn, x_shape, w_shape, kwargs):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    tfn = getattr(torch.nn.functional, fn)
+    tx, tw = (torch.tensor(a, requires_grad=True) for a in (x, w))
+    ty = tfn(tx, tw, **kwargs)
+    ct = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(ct))
+    y, vjp = jax.vjp(lambda x, w: getattr(jaxconv, fn)(x, w, **kwargs, impl="fold"), x, w)
+    rtol, atol = TOLERANCES["float64"]
+    for name, got, want in zip(("value", "d_input", "d_weight"), (y, *vjp(ct)),
+                               (ty.detach(), tx.grad, tw.grad), strict=True):
+        np.testing.assert_allclose(got, want.numpy(), rtol=rtol, atol=atol, err_msg=name)

@@ -1,6 +1,6 @@
 """impl="fold": XLA's convolution, reshaped into the ones XLA's CPU backend runs fast.
 
-Three reshapes, each exact (the same sums, regrouped), applied in this order:
+Four reshapes, each exact (the same sums, regrouped), applied in this order:
 
 * **Groups split** (``1 < groups <= SPLIT_MAX_GROUPS``): one dense convolution
   per group, the results concatenated on the channel axis. XLA's CPU grouped
@@ -12,9 +12,11 @@ Three reshapes, each exact (the same sums, regrouped), applied in this order:
   ``groups = 1``. Beyond ``SPLIT_MAX_GROUPS`` groups (depthwise layers) the
   unrolled program would grow with the channel count; those stay grouped.
 * **Leading spatial axes folded** (rank >= 3), below.
-* **Strided input gradients as stride phases**, below.
-* **Strided 2-d convolutions with few input channels as stride-1 ones on
-  space-to-depth input** (below), where that costs at most a third more taps.
+* **Strided 2-d convolutions (3-d ones after folding: forward and weight
+  gradient) with few input channels as stride-1 ones on space-to-depth input**,
+  below, where that costs at most a third more taps (:func:`space_to_depth`
+  decides per kernel).
+* **Other strided input gradients as stride phases**, below.
 
 N-d convolutions as one 2-d XLA convolution, leading axes folded away:
 
@@ -54,6 +56,12 @@ the ``n_ρ`` rows ``i = i0, i0 + s, ...`` (``i0 = q0·s + ρ - lo``). Each phase
 placed back with one ``lax.pad`` (low ``i0``, interior ``s - 1``) and the phases
 summed; a phase no tap reaches (``K < s``) gets zero.
 
+Weight gradient: the fold ``x -> X`` is linear and does not involve ``w``, so
+``dw`` is the folded convolution's weight gradient ``dW[o, (c, k), ...]``
+(``W(X, g)`` with ``g`` folded the same way, ``(N·P, O, *Q)``) read back as
+``dw[o, c, k, ...]``. With a cropped ``g`` (fewer planes than ``P``) only the
+planes it holds are folded.
+
 Space-to-depth (2-d, after any folding; one spatial axis shown, every strided
 axis at once). With ``s > 1``, dilation 1 and ``K' = ceil(K / s)``, write tap
 ``k = t·s + ρ`` (``t < K'``, ``ρ < s``); output ``p`` reads ``xp[p·s + k] =
@@ -64,8 +72,8 @@ xp[(p + t)·s + ρ]``, so with the phases as channels::
     y[b, o, p] = Σ_{(c, ρ), t} W'[o, (c, ρ), t] · X[b, (c, ρ), p + t]
 
 a stride-1, unpadded convolution of ``X`` (``C·s`` channels, still group-major)
-with ``W'`` (``K'`` taps): XLA then runs it as a stride-1 convolution, which the
-lax impl keeps off YNNPACK. ``x -> X`` pads ``x`` to ``Q·s`` (crops rows no
+with ``W'`` (``K'`` taps), which XLA runs as a stride-1 convolution (kept off
+YNNPACK where the lax impl's ``_eigen_plan`` can). ``x -> X`` pads ``x`` to ``Q·s`` (crops rows no
 output reads), reshapes and transposes; ``w -> W'`` pads to ``K'·s``. Both are
 linear, so the input gradient is ``X``'s gradient (the stride-1 input gradient
 of ``g`` with ``W'``) mapped back through the transpose of ``x -> X`` (the
@@ -75,17 +83,17 @@ zero taps dropped. The work grows by ``(K'·s / K)`` per strided axis; it pays
 only with few input channels, where XLA's strided and lhs-dilated convolutions
 are slow. Measured per kernel (:data:`S2D_MAX_EXTRA`, :data:`S2D_F_MAX_IN`,
 :data:`S2D_T_MAX_IN`, :data:`S2D_W_MAX_IN`; README "Performance").
-
-Weight gradient: the fold ``x -> X`` is linear and does not involve ``w``, so
-``dw`` is the folded convolution's weight gradient ``dW[o, (c, k), ...]``
-(``W(X, g)`` with ``g`` folded the same way, ``(N·P, O, *Q)``) read back as
-``dw[o, c, k, ...]``. With a cropped ``g`` (fewer planes than ``P``) only the
-planes it holds are folded.
+Where a kernel side is not a multiple of its stride, the forward's zero taps
+meet elements of ``x``; so that a NaN or Inf in ``x`` reaches only the outputs
+PyTorch's does, the forward checks ``x`` (:func:`jaxconv.impls._xla.finite_or`)
+and runs the lax impl's strided forward when it is not all finite. The input
+gradient's zero taps meet ``g`` only, and the weight gradient drops them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import itertools
 import math
 
@@ -96,6 +104,7 @@ from jax import lax
 from jaxconv._registry import Impl, register_impl
 from jaxconv._spec import ConvSpec
 from jaxconv.impls import lax as lax_impl
+from jaxconv.impls._xla import finite_or
 
 SPLIT_MAX_GROUPS = 16  # at most this many groups: one dense XLA convolution per group
 # Space-to-depth, 2-d: at most this much more work in zero taps (7x7 stride 2: 0.31, 11x11
@@ -104,7 +113,7 @@ SPLIT_MAX_GROUPS = 16  # at most this many groups: one dense XLA convolution per
 # against space-to-depth: F won at 3-32 channels, lost at 64; T won at 3, lost to the
 # stride phases from 16; W won at 3-16, lost at 64), or any count when every K <= s (the
 # inner convolution is 1x1: F and T won at 96 channels; W lost, so it never takes those)
-S2D_MAX_EXTRA = 1 / 3
+S2D_MAX_EXTRA = fractions.Fraction(1, 3)
 S2D_F_MAX_IN = 32
 S2D_T_MAX_IN = 4
 S2D_W_MAX_IN = 16
@@ -147,7 +156,8 @@ def space_to_depth(spec: ConvSpec, group_in: int, kernel, kernel_name: str) -> b
     if any(s > 1 and d > 1 for s, d in zip(spec.stride, spec.dilation, strict=True)):
         return False
     taps = math.prod(-(-k // s) * s for k, s in zip(kernel, spec.stride, strict=True))
-    if taps > (1 + S2D_MAX_EXTRA) * math.prod(kernel):
+    if taps * S2D_MAX_EXTRA.denominator > (
+            S2D_MAX_EXTRA.denominator + S2D_MAX_EXTRA.numerator) * math.prod(kernel):
         return False
     pointwise = all(k <= s for k, s in zip(kernel, spec.stride, strict=True))  # 1x1 inside
     if kernel_name == "weight_grad":
@@ -158,16 +168,18 @@ def space_to_depth(spec: ConvSpec, group_in: int, kernel, kernel_name: str) -> b
 
 def _phase_pads(spec: ConvSpec, in_spatial, kernel):
     """Per spatial axis ``(s, lo, hi)``: ``x``'s padding to ``Q·s`` rows (``hi`` may
-    be negative: rows no output reads), and the stride-1 spec on ``X``."""
+    be negative: rows no output reads); the stride-1 spec on ``X``; and ``X``'s
+    spatial shape ``Q``. (A stride-1 axis keeps its kernel and dilation ``d``:
+    ``Q = P + d·(K - 1)``, its padding written out.)"""
     out = spec.output_spatial(in_spatial, kernel)
-    pads = []
+    pads, q = [], []
     for n, k, s, d, (lo, _), p in zip(in_spatial, kernel, spec.stride, spec.dilation,
                                       spec.zero_padding, out, strict=True):
-        q = p + d * (-(-k // s) - 1)  # d = 1 where s > 1
-        pads.append((s, lo, q * s - n - lo))
+        q.append(p + d * (-(-k // s) - 1))  # d = 1 where s > 1
+        pads.append((s, lo, q[-1] * s - n - lo))
     inner = dataclasses.replace(spec, stride=(1,) * spec.rank,
                                 padding=((0, 0),) * spec.rank, padding_mode="zeros")
-    return pads, inner
+    return pads, inner, tuple(q)
 
 
 def _to_phases(a: jax.Array, pads) -> jax.Array:
@@ -195,6 +207,8 @@ def _from_phases(a: jax.Array, pads) -> jax.Array:
 
 
 def _kernel_pads(spec: ConvSpec, kernel):
+    """:func:`_to_phases`'s padding for a weight: each kernel side zero-padded to
+    ``K'·s`` (the zero taps ``t·s + ρ >= K``)."""
     return [(s, 0, -(-k // s) * s - k) for k, s in zip(kernel, spec.stride, strict=True)]
 
 
@@ -217,9 +231,15 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
         return jnp.concatenate([forward(xg, wg, dense) for xg, wg in zip(
             _per_group(x, spec.groups, 1), _per_group(w, spec.groups, 0), strict=True)], axis=1)
     if space_to_depth(spec, w.shape[1], w.shape[2:], "forward"):
-        pads, inner = _phase_pads(spec, x.shape[2:], w.shape[2:])
-        return forward(_to_phases(x, pads), _to_phases(w, _kernel_pads(spec, w.shape[2:])),
-                       inner)
+        pads, inner, _ = _phase_pads(spec, x.shape[2:], w.shape[2:])
+
+        def phases(x, w):
+            return forward(_to_phases(x, pads), _to_phases(w, _kernel_pads(spec, w.shape[2:])),
+                           inner)
+        if all(k % s == 0 for k, s in zip(w.shape[2:], spec.stride, strict=True)):
+            return phases(x, w)
+        # zero taps (a kernel side not a multiple of its stride) meet elements of x
+        return finite_or(x, phases, lambda x, w: lax_impl.forward(x, w, spec), x, w)
     if spec.rank <= 2:
         return lax_impl.forward(x, w, spec)
     out_channels, group_in, taps, *kernel = w.shape
@@ -235,10 +255,9 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
         return jnp.concatenate([input_grad(gg, wg, dense, in_spatial) for gg, wg in zip(
             _per_group(g, spec.groups, 1), _per_group(w, spec.groups, 0), strict=True)], axis=1)
     if space_to_depth(spec, w.shape[1], w.shape[2:], "input_grad"):
-        pads, inner = _phase_pads(spec, in_spatial, w.shape[2:])
+        pads, inner, q = _phase_pads(spec, in_spatial, w.shape[2:])
         w_phases = _to_phases(w, _kernel_pads(spec, w.shape[2:]))
-        q = [(n + lo + hi) // s for n, (s, lo, hi) in zip(in_spatial, pads, strict=True)]
-        return _from_phases(input_grad(g, w_phases, inner, tuple(q)), pads)
+        return _from_phases(input_grad(g, w_phases, inner, q), pads)
     if any(s != 1 for s in spec.stride):
         if all(d == 1 or s == 1 for s, d in zip(spec.stride, spec.dilation, strict=True)):
             return _input_grad_by_phases(g, w, spec, in_spatial)
@@ -291,7 +310,7 @@ def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel) -> jax.Array
         return jnp.concatenate([weight_grad(xg, gg, dense, kernel) for xg, gg in zip(
             _per_group(x, spec.groups, 1), _per_group(g, spec.groups, 1), strict=True)], axis=0)
     if space_to_depth(spec, x.shape[1] // spec.groups, kernel, "weight_grad"):
-        pads, inner = _phase_pads(spec, x.shape[2:], kernel)
+        pads, inner, _ = _phase_pads(spec, x.shape[2:], kernel)
         kernel_pads = _kernel_pads(spec, kernel)
         inner_kernel = tuple(-(-k // s) for k, s in zip(kernel, spec.stride, strict=True))
         dw = weight_grad(_to_phases(x, pads), g, inner, inner_kernel)
@@ -311,7 +330,8 @@ FOLD = register_impl(
         input_grad=input_grad,
         weight_grad=weight_grad,
         description=f"XLA's convolution reshaped: up to {SPLIT_MAX_GROUPS} groups split into dense "
-        "convolutions, 3-d (and higher) folded into one 2-d convolution, strided input "
-        "gradients as stride phases; otherwise lax.",
+        "convolutions, 3-d (and higher) folded into one 2-d convolution, strided 2-d "
+        "convolutions with few channels on space-to-depth input, strided input gradients "
+        "as stride phases; otherwise lax.",
     )
 )
