@@ -37,15 +37,3 @@ def fusion_fence(y: jax.Array) -> jax.Array:
     info = jnp.finfo(y.dtype)
     return lax.reduce_precision(y, exponent_bits=info.nexp, mantissa_bits=info.nmant)
 
-
-def finite_or(a: jax.Array, fast, exact, *operands):
-    """``fast(*operands)`` when every element of `a` is finite, else ``exact(*operands)``.
-
-    For a route that multiplies elements of `a` by extra zeros (zero taps, longer
-    outputs) to run faster: with finite values that adds nothing, but ``0 · Inf``
-    and ``0 · NaN`` are NaN, so where `a` holds one the call takes `exact`, which
-    multiplies only the pairs the convolution's definition does. A ``lax.cond``:
-    one reduction over `a` on top of the fast route (both branches are compiled;
-    under ``jax.vmap`` with a mapped `a` both run).
-    """
-    return lax.cond(jnp.isfinite(a).all(), fast, exact, *operands)

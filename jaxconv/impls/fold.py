@@ -84,10 +84,13 @@ only with few input channels, where XLA's strided and lhs-dilated convolutions
 are slow. Measured per kernel (:data:`S2D_MAX_EXTRA`, :data:`S2D_F_MAX_IN`,
 :data:`S2D_T_MAX_IN`, :data:`S2D_W_MAX_IN`; README "Performance").
 Where a kernel side is not a multiple of its stride, the forward's zero taps
-meet elements of ``x``; so that a NaN or Inf in ``x`` reaches only the outputs
-PyTorch's does, the forward checks ``x`` (:func:`jaxconv.impls._xla.finite_or`)
-and runs the lax impl's strided forward when it is not all finite. The input
-gradient's zero taps meet ``g`` only, and the weight gradient drops them.
+would meet elements of ``x`` (``0 · NaN = NaN``: a NaN in ``x`` would reach
+outputs PyTorch's does not), so the forward takes this path only when every
+kernel side is a multiple of its stride (patchify, 2x2 downsampling, and a
+7x7 stem's forward stays with the lax impl; a ``lax.cond`` on finiteness would
+put the convolution in a conditional, where XLA's CPU compiler runs it in a
+naive loop, 15x slower). The input gradient's zero taps meet ``g`` only, and
+the weight gradient drops them.
 """
 
 from __future__ import annotations
@@ -104,11 +107,11 @@ from jax import lax
 from jaxconv._registry import Impl, register_impl
 from jaxconv._spec import ConvSpec
 from jaxconv.impls import lax as lax_impl
-from jaxconv.impls._xla import finite_or
 
 SPLIT_MAX_GROUPS = 16  # at most this many groups: one dense XLA convolution per group
 # Space-to-depth, 2-d: at most this much more work in zero taps (7x7 stride 2: 0.31, 11x11
-# stride 4: 0.19, 4x4 stride 4: 0; 3x3 stride 2, 0.78, ran 1.6x slower), and per kernel at
+# stride 4: 0.19, 4x4 stride 4: 0; 3x3 stride 2, 0.78, ran 1.6x slower; the forward only
+# without zero taps, every K a multiple of s: module docstring), and per kernel at
 # most this many input channels per group (probe, this AVX2 machine, lax's strided kernels
 # against space-to-depth: F won at 3-32 channels, lost at 64; T won at 3, lost to the
 # stride phases from 16; W won at 3-16, lost at 64), or any count when every K <= s (the
@@ -162,8 +165,10 @@ def space_to_depth(spec: ConvSpec, group_in: int, kernel, kernel_name: str) -> b
     pointwise = all(k <= s for k, s in zip(kernel, spec.stride, strict=True))  # 1x1 inside
     if kernel_name == "weight_grad":
         return not pointwise and group_in <= S2D_W_MAX_IN
-    return pointwise or group_in <= {"forward": S2D_F_MAX_IN,
-                                     "input_grad": S2D_T_MAX_IN}[kernel_name]
+    if kernel_name == "forward":  # no zero taps, which would meet elements of x
+        return all(k % s == 0 for k, s in zip(kernel, spec.stride, strict=True)) and (
+            pointwise or group_in <= S2D_F_MAX_IN)
+    return pointwise or group_in <= S2D_T_MAX_IN
 
 
 def _phase_pads(spec: ConvSpec, in_spatial, kernel):
@@ -232,14 +237,8 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
             _per_group(x, spec.groups, 1), _per_group(w, spec.groups, 0), strict=True)], axis=1)
     if space_to_depth(spec, w.shape[1], w.shape[2:], "forward"):
         pads, inner, _ = _phase_pads(spec, x.shape[2:], w.shape[2:])
-
-        def phases(x, w):
-            return forward(_to_phases(x, pads), _to_phases(w, _kernel_pads(spec, w.shape[2:])),
-                           inner)
-        if all(k % s == 0 for k, s in zip(w.shape[2:], spec.stride, strict=True)):
-            return phases(x, w)
-        # zero taps (a kernel side not a multiple of its stride) meet elements of x
-        return finite_or(x, phases, lambda x, w: lax_impl.forward(x, w, spec), x, w)
+        return forward(_to_phases(x, pads), _to_phases(w, _kernel_pads(spec, w.shape[2:])),
+                       inner)
     if spec.rank <= 2:
         return lax_impl.forward(x, w, spec)
     out_channels, group_in, taps, *kernel = w.shape
