@@ -60,8 +60,8 @@ def numpy_conv(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_
     return y if batched else y[0]
 
 
-def torch_conv_module(torch, x, w, b, stride, padding, dilation, groups, padding_mode):
-    """``nn.ConvNd`` with the given parameters, applied to `x` (numpy in, numpy out)."""
+def _torch_module(torch, x, w, b, stride, padding, dilation, groups, padding_mode):
+    """``nn.ConvNd`` with the given parameters and `w`, `b` (numpy) as its weights."""
     rank = w.ndim - 2
     cls = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[rank]
     c_in = w.shape[1] * groups
@@ -73,7 +73,26 @@ def torch_conv_module(torch, x, w, b, stride, padding, dilation, groups, padding
         m.weight.copy_(torch.from_numpy(np.asarray(w)))
         if b is not None:
             m.bias.copy_(torch.from_numpy(np.asarray(b)))
+    return m
+
+
+def torch_conv_module(torch, x, w, b, stride, padding, dilation, groups, padding_mode):
+    """``nn.ConvNd`` with the given parameters, applied to `x` (numpy in, numpy out)."""
+    m = _torch_module(torch, x, w, b, stride, padding, dilation, groups, padding_mode)
     return m(torch.from_numpy(np.asarray(x))).detach().numpy()
+
+
+def torch_conv_grads(torch, x, w, b, rng, stride=1, padding=0, dilation=1, groups=1,
+                     padding_mode="zeros"):
+    """``nn.ConvNd`` applied to `x`, then backward with a standard-normal cotangent
+    drawn from `rng` in `x`'s dtype: ``(ct, (y, dx, dw, db))``, numpy arrays."""
+    m = _torch_module(torch, x, w, b, stride, padding, dilation, groups, padding_mode)
+    tx = torch.from_numpy(np.asarray(x)).requires_grad_()
+    ty = m(tx)
+    ct = rng.standard_normal(tuple(ty.shape)).astype(np.asarray(x).dtype)
+    ty.backward(torch.from_numpy(ct))
+    return ct, (ty.detach().numpy(), tx.grad.numpy(), m.weight.grad.numpy(),
+                m.bias.grad.numpy())
 
 
 def _pairs(in_spatial, out_spatial, kernel, stride, dilation, lo):

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import torch_conv_grads
 from test_xla_options import _ynn_fusions
 
 import jaxconv
@@ -56,17 +57,9 @@ def _arrays(case, dtype, torch):
     x = rng.standard_normal((SHAPE[0], c_in, *SHAPE[1:])).astype(dtype)
     w = (0.3 * rng.standard_normal((c_out, c_in // groups, k, k))).astype(dtype)
     b = rng.standard_normal(c_out).astype(dtype)
-    m = torch.nn.Conv2d(c_in, c_out, k, stride, padding, dilation, groups,
-                        padding_mode=mode).to(torch.from_numpy(x).dtype)
-    with torch.no_grad():
-        m.weight.copy_(torch.from_numpy(w))
-        m.bias.copy_(torch.from_numpy(b))
-    tx = torch.from_numpy(x).requires_grad_()
-    ty = m(tx)
-    ct = rng.standard_normal(tuple(ty.shape)).astype(dtype)
-    ty.backward(torch.from_numpy(ct))
-    expected = (float((ty.detach().numpy() * ct).sum()), tx.grad.numpy(),
-                m.weight.grad.numpy(), m.bias.grad.numpy())
+    ct, (y, dx, dw, db) = torch_conv_grads(torch, x, w, b, rng, stride, padding, dilation,
+                                           groups, mode)
+    expected = (float((y * ct).sum()), dx, dw, db)
     return (x, w, b, ct), expected
 
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import torch_conv_grads
 
 import jaxconv
 from jaxconv._padding import pad_trailing
@@ -52,18 +53,7 @@ def _arrays(case, dtype, torch):
     x = rng.standard_normal(x_shape).astype(dtype)
     w = (0.3 * rng.standard_normal(w_shape)).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
-    opts = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") | kwargs
-    m = torch.nn.Conv2d(w_shape[1] * opts["groups"], w_shape[0], w_shape[2:],
-                        **opts).to(torch.from_numpy(x).dtype)
-    with torch.no_grad():
-        m.weight.copy_(torch.from_numpy(w))
-        m.bias.copy_(torch.from_numpy(b))
-    tx = torch.from_numpy(x).requires_grad_()
-    ty = m(tx)
-    ct = rng.standard_normal(tuple(ty.shape)).astype(dtype)
-    ty.backward(torch.from_numpy(ct))
-    expected = (ty.detach().numpy(), tx.grad.numpy(), m.weight.grad.numpy(),
-                m.bias.grad.numpy())
+    ct, expected = torch_conv_grads(torch, x, w, b, rng, **kwargs)
     return (x, w, b, ct), expected
 
 

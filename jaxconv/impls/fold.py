@@ -159,8 +159,7 @@ def space_to_depth(spec: ConvSpec, group_in: int, kernel, kernel_name: str) -> b
     if any(s > 1 and d > 1 for s, d in zip(spec.stride, spec.dilation, strict=True)):
         return False
     taps = math.prod(-(-k // s) * s for k, s in zip(kernel, spec.stride, strict=True))
-    if taps * S2D_MAX_EXTRA.denominator > (
-            S2D_MAX_EXTRA.denominator + S2D_MAX_EXTRA.numerator) * math.prod(kernel):
+    if taps > (1 + S2D_MAX_EXTRA) * math.prod(kernel):  # exact: a Fraction
         return False
     pointwise = all(k <= s for k, s in zip(kernel, spec.stride, strict=True))  # 1x1 inside
     if kernel_name == "weight_grad":
