@@ -46,26 +46,32 @@ IMPLS = jaxconv.available_impls()
     (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "fold")),
     (((8, 3, 227, 227), (64, 3, 11, 11)), dict(stride=4, padding=2), ("lax", "fold", "fold")),
     (((8, 16, 112, 112), (64, 16, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "fold")),
-    (((8, 32, 112, 112), (64, 32, 4, 4)), dict(stride=2, padding=1), ("fold", "lax", "lax")),
-    (((8, 32, 112, 112), (64, 32, 7, 7)), dict(stride=2, padding=3), ("lax",) * 3),
+    (((8, 32, 112, 112), (64, 32, 4, 4)), dict(stride=2, padding=1), ("fold", "fold", "lax")),
+    (((8, 32, 112, 112), (64, 32, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "lax")),
     (((8, 3, 224, 224), (96, 3, 4, 4)), dict(stride=4), ("fold", "fold", "lax")),
     (((8, 96, 56, 56), (192, 96, 2, 2)), dict(stride=2), ("fold", "fold", "shift")),
     # ... not with 64 channels, nor where the phases add over a third more taps (3x3 and
-    # 5x5 at stride 2), nor dilated, nor in 1-d
-    (((8, 64, 56, 56), (64, 64, 7, 7)), dict(stride=2, padding=3), ("lax",) * 3),
+    # 5x5 at stride 2), nor dilated, nor in 1-d (the input gradients: stride phases)
+    (((8, 64, 56, 56), (64, 64, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "lax")),
     (((8, 4, 64, 64), (32, 4, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "lax")),
-    (((8, 32, 56, 56), (64, 32, 5, 5)), dict(stride=2, padding=2), ("lax",) * 3),
+    (((8, 32, 56, 56), (64, 32, 5, 5)), dict(stride=2, padding=2), ("lax", "fold", "lax")),
     (((8, 3, 224, 224), (64, 3, 4, 4)), dict(stride=(2, 1), dilation=2),
      ("lax", "lax", "lax")),
     (((8, 3, 4096), (64, 3, 4)), dict(stride=4), ("lax", "fold", "lax")),
-    # strided 2-d with many input channels: shift's per-tap matmuls for the weight gradient
-    (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
-    (((8, 64, 56, 56), (128, 64, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
+    # strided 2-d with many input channels: shift's per-tap matmuls for the weight gradient;
+    # strided input gradients with at least 100 output positions per sample: stride phases
+    (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "shift")),
+    (((8, 64, 56, 56), (128, 64, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "shift")),
+    (((8, 256, 28, 28), (256, 256, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "shift")),
+    # ... with 49 (7x7), lax's input gradient
     (((8, 256, 14, 14), (512, 256, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
-    # ... but not with fewer channels, a larger kernel, nor in 1-d
-    (((8, 32, 112, 112), (64, 32, 3, 3)), dict(stride=2, padding=1), ("lax",) * 3),
-    (((8, 64, 56, 56), (64, 64, 5, 5)), dict(stride=2, padding=2), ("lax",) * 3),
-    (((8, 64, 4096), (128, 64, 3)), dict(stride=2, padding=1), ("lax",) * 3),
+    (((32, 128, 14, 14), (256, 128, 3, 3)), dict(stride=2, padding=1),
+     ("lax", "lax", "shift")),
+    # ... but not shift's with fewer channels, a larger kernel, nor in 1-d
+    (((8, 32, 112, 112), (64, 32, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "lax")),
+    (((8, 64, 56, 56), (64, 64, 5, 5)), dict(stride=2, padding=2), ("lax", "fold", "lax")),
+    (((8, 64, 4096), (128, 64, 3)), dict(stride=2, padding=1), ("lax", "fold", "lax")),
+    (((8, 64, 100), (128, 64, 3)), dict(stride=2, padding=1), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
     # 3-d dense: folded into one 2-d XLA convolution
     (((2, 16, 8, 32, 32), (32, 16, 3, 3, 3)), dict(padding=1), ("fold",) * 3),
@@ -81,7 +87,8 @@ def test_rules_on_cpu(shapes, kwargs, picks):
 
 @pytest.mark.parametrize(("shapes", "kwargs", "picks"), [
     # stride 1 with a padding mode, too short for lax to keep W off YNNPACK (3 more taps
-    # on 14: over 1/8), and few-channel strided layers space-to-depth does not take: gather's W
+    # on 14: over 1/8), and strided layers space-to-depth does not take with at most 4
+    # channels, or fewer than 64 and a 3x3 kernel: gather's W
     (((8, 64, 14, 14), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"),
      ("lax", "lax", "gather")),
     (((8, 64, 14, 14), (64, 64, 3, 3)), dict(padding=1, padding_mode="replicate"),
@@ -90,25 +97,27 @@ def test_rules_on_cpu(shapes, kwargs, picks):
      ("lax", "lax", "gather")),
     (((8, 4, 64, 64), (32, 4, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "gather")),
     (((8, 3, 224, 224), (96, 3, 4, 4)), dict(stride=4), ("fold", "fold", "gather")),
+    (((8, 5, 64, 64), (32, 5, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "gather")),
+    (((8, 32, 112, 112), (64, 32, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "gather")),
     # ... not where lax keeps W off YNNPACK (long enough, or at most 16 channels), nor
     # with zero padding at stride 1 (W alone is faster, the program is not), nor a
-    # padding mode that pads nothing, nor strided with more channels
+    # padding mode that pads nothing, nor strided with 5-63 channels and a 5x5 kernel
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding="same", padding_mode="circular"),
      ("lax",) * 3),
     (((8, 16, 14, 14), (16, 16, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=0, padding_mode="reflect"), ("lax",) * 3),
-    (((8, 5, 64, 64), (32, 5, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "lax")),
+    (((8, 5, 64, 64), (32, 5, 5, 5)), dict(stride=2, padding=2), ("lax", "fold", "lax")),
+    (((8, 32, 56, 56), (64, 32, 5, 5)), dict(stride=2, padding=2), ("lax", "fold", "lax")),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=2, dilation=2), ("lax",) * 3),
-    (((8, 32, 112, 112), (64, 32, 3, 3)), dict(stride=2, padding=1), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(stride=2, padding=1, padding_mode="reflect"),
-     ("lax", "lax", "shift")),
+     ("lax", "fold", "shift")),
     # ... unchanged: space-to-depth stems, strided with >= 64 channels (shift), strided
     # 5x5 with many channels, 1-d, 3-d, grouped, 1x1 and small spatial
     (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "fold")),
-    (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
-    (((8, 64, 56, 56), (64, 64, 5, 5)), dict(stride=2, padding=2), ("lax",) * 3),
+    (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "shift")),
+    (((8, 64, 56, 56), (64, 64, 5, 5)), dict(stride=2, padding=2), ("lax", "fold", "lax")),
     (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
     (((2, 16, 8, 32, 32), (32, 16, 3, 3, 3)), dict(padding=1), ("fold",) * 3),
     (((8, 128, 28, 28), (128, 32, 3, 3)), dict(padding=1, groups=4), ("fold",) * 3),
@@ -246,6 +255,25 @@ def test_mixed_kernels_with_fold_in_3d_match_torch(torch, triple, stride):
     w = rng.standard_normal((6, 2, 3, 2, 2))
     kw = dict(stride=stride, padding=(1, 0, 1), dilation=(1, 2, 1), groups=2)
     _vjp_matches_torch(torch, jaxconv.conv3d, torch.nn.functional.conv3d, x, w, kw, triple,
+                       rng)
+
+
+@pytest.mark.parametrize(("channels", "avx512", "picks"), [
+    (24, True, ("lax", "fold", "lax")),
+    (24, False, ("lax", "fold", "gather")),
+    (64, True, ("lax", "fold", "shift")),
+])
+def test_auto_on_strided_layers_matches_torch(torch, monkeypatch, channels, avx512, picks):
+    """The strided rules (stride phases for T from 100 output positions; shift's or, on
+    AVX2, gather's W) build these mixes, which compute PyTorch's gradients."""
+    monkeypatch.setattr(_auto, "cpu_has_avx512", lambda: avx512)
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((2, channels, 20, 19))
+    w = rng.standard_normal((4, channels, 3, 3))
+    kw = dict(stride=2, padding=1)
+    assert jaxconv.explain_auto(x.shape, w.shape, **kw, dtype="float64",
+                                backend="cpu").impls == picks
+    _vjp_matches_torch(torch, jaxconv.conv2d, torch.nn.functional.conv2d, x, w, kw, "auto",
                        rng)
 
 
