@@ -21,3 +21,23 @@ def test_dense_probe_quick():
     assert "| quick_3x3_8 | lax, channels-last operands (no transposes) |" in run.stdout
     assert "Winograd vs lax, max |difference| / max |lax|: quick_3x3_8 " in run.stdout
     assert "im2col vs lax, max |difference| / max |lax|: quick_3x3_8 " in run.stdout
+
+
+def test_malloc_probe_quick():
+    """The malloc probe runs every setting in a process of its own and tabulates auto's
+    (and PyTorch's, when installed) times and page faults per setting."""
+    layer = "2d N=1 C=4 HW=8 O=4 k=3 p=1"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "malloc_probe.py"),
+                          "--layer", layer, "--repeats", "1", "--rounds", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    for setting in ("glibc defaults", "thresholds 4 GiB", "thresholds 4 GiB, one arena",
+                    "hugetlb=1"):
+        row = next(line for line in run.stdout.splitlines()
+                   if line.startswith(f"| {layer} | {setting} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[2]) > 0 and float(cells[3]) >= 0
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "malloc_probe.py"),
+                          "--layer", "nope"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2
+    assert "a layer starts with its rank (1d, 2d or 3d), got 'nope'" in bad.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -36,6 +37,22 @@ def test_parse_layer_reads_every_key():
 def test_parse_layer_errors(text, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         benchmark.parse_layer(text)
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({}, "malloc: the C library's defaults."),
+    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
+     "malloc: GLIBC_TUNABLES=glibc.malloc.hugetlb=1."),
+    ({"MALLOC_TRIM_THRESHOLD_": "1", "MALLOC_ARENA_MAX": "1"},
+     "malloc: MALLOC_ARENA_MAX=1, MALLOC_TRIM_THRESHOLD_=1."),
+])
+def test_header_names_the_malloc_settings(monkeypatch, capsys, env, words):
+    for name in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["bench", "--explain", "--layer", TINY]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(words)
 
 
 def test_explain_prints_the_rule_per_kernel(capsys):

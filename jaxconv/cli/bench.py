@@ -67,6 +67,17 @@ def _conv_setting(compiler_options) -> str:
     return "XLA's default (YNNPACK for most 2-d ones)"
 
 
+def _malloc_setting() -> str:
+    """The header's words for the C allocator settings this process started with: glibc
+    reads ``GLIBC_TUNABLES`` and ``MALLOC_*`` at start-up, and they change how often
+    XLA's and PyTorch's large buffers are paged in again (README, "What XLA's CPU
+    backend does with convolutions")."""
+    names = sorted(k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")
+    if not names:
+        return "malloc: the C library's defaults"
+    return "malloc: " + ", ".join(f"{k}={os.environ[k]}" for k in names)
+
+
 def _fmt(v, spec=".2f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -96,7 +107,7 @@ def run(args) -> int:
     args.compiler_options = (eigen_conv_options() if args.xla_cpu_conv == "eigen" else None)
     out_md = [f"jax {jax.__version__} on {backend.platform} ({backend.device_kind}), float32, "
               f"median of {args.repeats} interleaved runs after a warm-up; XLA CPU "
-              f"convolutions: {_conv_setting(args.compiler_options)}."]
+              f"convolutions: {_conv_setting(args.compiler_options)}; {_malloc_setting()}."]
     print(out_md[0])
     if args.explain:
         rows = []
