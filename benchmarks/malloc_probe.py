@@ -21,8 +21,12 @@ variables are read when the process starts):
   heap memory advised for transparent huge pages, 2 MiB per fault, where
   ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``madvise`` or ``always``).
 
-The settings run in turn, ``--rounds`` times over (drift between processes then
-falls on every setting alike); the table shows medians over all rounds.
+Each child process starts from this one's environment less any ``MALLOC_*`` or
+``GLIBC_TUNABLES`` variable, plus its setting's. The settings run in turn,
+``--rounds`` times over (drift between processes then falls on every setting
+alike); the table shows the median time over all rounds' calls and the mean
+faults per call. A C library other than glibc (or glibc before 2.35, for
+``hugetlb``) ignores these variables: the header names the C library.
 """
 
 from __future__ import annotations
@@ -93,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.rounds < 1:
+        parser.error(f"--repeats and --rounds must be at least 1, got {args.repeats} and "
+                     f"{args.rounds}")
     layers = args.layer or list(LAYERS)
     try:
         for name in layers:
@@ -103,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         child(layers, args.repeats)
         return 0
     results: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    base = {k: v for k, v in os.environ.items()
+            if not (k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")}
     for _ in range(args.rounds):
         for setting, env in SETTINGS.items():
             cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats)]
             cmd += [a for name in layers for a in ("--layer", name)]
-            proc = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True,
+            proc = subprocess.run(cmd, env={**base, **env}, capture_output=True,
                                   text=True, check=False)
             if proc.returncode:
                 sys.stderr.write(proc.stderr)
@@ -147,7 +156,7 @@ def _table(layers, results, args) -> str:
         f"jax {jax.__version__} on {jax.default_backend()}, float32, forward+backward, "
         f"glibc {platform.libc_ver()[1] or 'unknown'}, transparent huge pages: {thp}; "
         f"median of {args.rounds} x {args.repeats} calls, each setting in a fresh process, "
-        "the settings in turn; faults: minor page faults of the process per call.",
+        "the settings in turn; faults: minor page faults of the process per call (mean).",
         "",
         "| layer | malloc setting | auto ms | auto faults | torch ms | torch faults "
         "| auto/torch |",

@@ -8,20 +8,21 @@ rules below were read off ``python -m jaxconv bench --kernels`` on a 2-core
 x86-64 CPU (jax 0.10.2); the table that justifies each one is in README.md
 ("Performance"). On another machine, ``python -m jaxconv bench --kernels``
 times every impl's kernels per layer and prints what auto picks next to the
-fastest, so a rule can be re-derived there. Two rules depend on the CPU: on a
+fastest, so a rule can be re-derived there. Some rules depend on the CPU: on a
 later AMD machine without AVX-512 (AVX2 only) the 2-d weight-gradient
 convolution XLA hands to YNNPACK ran at a tenth of the Intel machine's speed, so
 there gather computes it for strided layers that fold's space-to-depth does
-not take (image stems, and 3x3 kernels with fewer than 64 input channels), and
-for stride-1 mode-padded layers too short for the lax impl to keep it off
-YNNPACK (:func:`cpu_has_avx512`, :func:`jaxconv.impls.lax.weight_grad_on_ynnpack`).
+not take with at most 4 input channels (image stems), and for stride-1
+mode-padded layers too short for the lax impl to keep it off YNNPACK; shift
+computes it for strided layers with 32-63 input channels and at most 9 taps
+(:func:`cpu_has_avx512`, :func:`jaxconv.impls.lax.weight_grad_on_ynnpack`).
 
 Strided 2-d layers with few input channels whose kernel the stride phases fit
 (image stems, patchify, 2x2 downsampling) take fold's space-to-depth kernels
 where :func:`jaxconv.impls.fold.space_to_depth` says so; other strided input
 gradients with few channels or at least ``PHASES_MIN_POSITIONS`` output
-positions take fold's stride phases (both measured on the AVX2 machine only;
-the rules apply on any CPU).
+positions take fold's stride phases (space-to-depth and the positions
+threshold were measured on the AVX2 machine only; the rules apply on any CPU).
 
 On GPU and TPU auto keeps ``lax`` for every kernel: no measurement there says
 otherwise yet.
@@ -58,12 +59,16 @@ SHIFT_MAX_TERMS = 512  # Cg * prod(K) (F, W) and M * prod(K) (T): unrolled terms
 SMALL_SPATIAL = 16  # output positions per sample at or below which patches + matmul win
 PHASES_MAX_IN = 16  # strided input gradients with at most this many input channels: phases,
 PHASES_MIN_POSITIONS = 100  # ... or with at least this many output positions per sample (3x3
-# at stride 2 with 32-256 channels won at 196-3136 positions, lost at 49 with 128 and 256)
+# at stride 2, AVX2 machine: won with 16-256 channels at 196-3136 positions, 1-d too; at 49
+# lost with 128 and 512 channels, won narrowly with 256)
 STRIDED_W_MIN_IN = 64  # strided 2-d weight gradients with at least this many: shift's matmuls
-STRIDED_W_MAX_TAPS = 9  # ... and kernels of at most this many taps (3x3; 5x5 measured a tie)
+STRIDED_W_MAX_TAPS = 9  # ... and kernels of at most this many taps (3x3, 2x2; 5x5 no faster)
 STEM_MAX_IN = 4  # CPUs without AVX-512: strided weight gradients from gather up to this many
-# input channels (RGB, RGBA stems; measured at 3, a 2.5x win), and with fewer than
-# STRIDED_W_MIN_IN at most STRIDED_W_MAX_TAPS taps (3x3 at stride 2: 16 and 32 channels, 1.4-2.4x)
+# input channels (RGB, RGBA stems; measured at 3, a 2.5x win)
+STRIDED_W_AVX2_MIN_IN = 32  # ... and shift's from this many (below STRIDED_W_MIN_IN) with at
+# most STRIDED_W_MAX_TAPS taps (forward+backward, 3x3 and 2x2 at stride 2: 32 and 48 channels
+# 1.0-2.0x faster than with lax's in every run; 8 channels 1.1-1.3x; 16 a tie in one run, 1.26x
+# slower in the benchmark's, so not below 32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,22 +167,25 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
             f"2-d, {spec.padding_mode} padding, on a CPU without AVX-512, too short to keep "
             "off YNNPACK: im2col + matmul (YNNPACK's weight-gradient convolution is slow "
             "there; zero-padded layers keep it, as XLA runs it beside the input gradient)")
-    elif (not avx512 and spec.rank == 2 and strided
-          and (group_in <= STEM_MAX_IN or taps <= STRIDED_W_MAX_TAPS)):
-        size = (f"{group_in} input channels (<= {STEM_MAX_IN}, an image stem)"
-                if group_in <= STEM_MAX_IN else
-                f"{group_in} input channels (< {STRIDED_W_MIN_IN}), {taps} taps "
-                f"(<= {STRIDED_W_MAX_TAPS})")
+    elif not avx512 and spec.rank == 2 and strided and group_in <= STEM_MAX_IN:
         w, reasons[2] = "gather", (
-            f"strided 2-d, {size}, on a CPU without AVX-512: im2col + matmul (XLA's "
-            "strided weight-gradient convolution is slow there)")
+            f"strided 2-d, {group_in} input channels (<= {STEM_MAX_IN}, an image stem), on a "
+            "CPU without AVX-512: im2col + matmul (XLA's strided weight-gradient convolution "
+            "is slow there)")
+    elif (not avx512 and spec.rank == 2 and strided and taps <= STRIDED_W_MAX_TAPS
+          and group_in >= STRIDED_W_AVX2_MIN_IN):
+        w, reasons[2] = "shift", (
+            f"strided 2-d, {group_in} input channels ({STRIDED_W_AVX2_MIN_IN}-"
+            f"{STRIDED_W_MIN_IN - 1}), {taps} taps "
+            f"(<= {STRIDED_W_MAX_TAPS}), on a CPU without AVX-512: one matmul per tap over the "
+            "strided windows (XLA's strided weight-gradient convolution is slow there)")
     if strided and phases and (group_in <= PHASES_MAX_IN
                                or out_positions >= PHASES_MIN_POSITIONS):
         size = (f"{group_in} input channels (<= {PHASES_MAX_IN})" if group_in <= PHASES_MAX_IN
                 else f"{out_positions} output positions per sample (>= {PHASES_MIN_POSITIONS})")
         t, reasons[1] = "fold", (
             f"strided, {size}: stride phases, each a stride-1 XLA convolution (XLA's "
-            "lhs-dilated one is slow there)")
+            "convolution of the zero-stuffed gradient, lhs_dilation, is the slower there)")
     picks, reasons = [f, t, w], list(reasons)
     for i, name in enumerate(KERNELS):
         if fold_impl.space_to_depth(spec, group_in, kernel, name):

@@ -51,7 +51,7 @@ IMPLS = jaxconv.available_impls()
     (((8, 3, 224, 224), (96, 3, 4, 4)), dict(stride=4), ("fold", "fold", "lax")),
     (((8, 96, 56, 56), (192, 96, 2, 2)), dict(stride=2), ("fold", "fold", "shift")),
     # ... not with 64 channels, nor where the phases add over a third more taps (3x3 and
-    # 5x5 at stride 2), nor dilated, nor in 1-d (the input gradients: stride phases)
+    # 5x5 at stride 2), nor dilated, nor in 1-d (undilated input gradients: stride phases)
     (((8, 64, 56, 56), (64, 64, 7, 7)), dict(stride=2, padding=3), ("lax", "fold", "lax")),
     (((8, 4, 64, 64), (32, 4, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "lax")),
     (((8, 32, 56, 56), (64, 32, 5, 5)), dict(stride=2, padding=2), ("lax", "fold", "lax")),
@@ -63,8 +63,10 @@ IMPLS = jaxconv.available_impls()
     (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "shift")),
     (((8, 64, 56, 56), (128, 64, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "shift")),
     (((8, 256, 28, 28), (256, 256, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "shift")),
-    # ... with 49 (7x7), lax's input gradient
+    # ... with 49 (7x7) or 81, lax's input gradient (99 in 1-d)
     (((8, 256, 14, 14), (512, 256, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
+    (((8, 64, 18, 18), (64, 64, 3, 3)), dict(stride=2, padding=1), ("lax", "lax", "shift")),
+    (((8, 64, 198), (128, 64, 3)), dict(stride=2, padding=1), ("lax",) * 3),
     (((32, 128, 14, 14), (256, 128, 3, 3)), dict(stride=2, padding=1),
      ("lax", "lax", "shift")),
     # ... but not shift's with fewer channels, a larger kernel, nor in 1-d
@@ -88,7 +90,7 @@ def test_rules_on_cpu(shapes, kwargs, picks):
 @pytest.mark.parametrize(("shapes", "kwargs", "picks"), [
     # stride 1 with a padding mode, too short for lax to keep W off YNNPACK (3 more taps
     # on 14: over 1/8), and strided layers space-to-depth does not take with at most 4
-    # channels, or fewer than 64 and a 3x3 kernel: gather's W
+    # channels: gather's W; strided with 32-63 channels and at most 9 taps: shift's W
     (((8, 64, 14, 14), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"),
      ("lax", "lax", "gather")),
     (((8, 64, 14, 14), (64, 64, 3, 3)), dict(padding=1, padding_mode="replicate"),
@@ -97,17 +99,20 @@ def test_rules_on_cpu(shapes, kwargs, picks):
      ("lax", "lax", "gather")),
     (((8, 4, 64, 64), (32, 4, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "gather")),
     (((8, 3, 224, 224), (96, 3, 4, 4)), dict(stride=4), ("fold", "fold", "gather")),
-    (((8, 5, 64, 64), (32, 5, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "gather")),
-    (((8, 32, 112, 112), (64, 32, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "gather")),
+    (((8, 32, 112, 112), (64, 32, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "shift")),
+    (((8, 32, 56, 56), (64, 32, 2, 2)), dict(stride=2), ("fold", "fold", "shift")),
     # ... not where lax keeps W off YNNPACK (long enough, or at most 16 channels), nor
     # with zero padding at stride 1 (W alone is faster, the program is not), nor a
-    # padding mode that pads nothing, nor strided with 5-63 channels and a 5x5 kernel
+    # padding mode that pads nothing, nor strided with 5-31 channels, nor with 32-63 and a
+    # 5x5 kernel
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding="same", padding_mode="circular"),
      ("lax",) * 3),
     (((8, 16, 14, 14), (16, 16, 3, 3)), dict(padding=1, padding_mode="reflect"), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=0, padding_mode="reflect"), ("lax",) * 3),
     (((8, 5, 64, 64), (32, 5, 5, 5)), dict(stride=2, padding=2), ("lax", "fold", "lax")),
+    (((8, 5, 64, 64), (32, 5, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "lax")),
+    (((8, 31, 64, 64), (32, 31, 3, 3)), dict(stride=2, padding=1), ("lax", "fold", "lax")),
     (((8, 32, 56, 56), (64, 32, 5, 5)), dict(stride=2, padding=2), ("lax", "fold", "lax")),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=2, dilation=2), ("lax",) * 3),
@@ -260,12 +265,14 @@ def test_mixed_kernels_with_fold_in_3d_match_torch(torch, triple, stride):
 
 @pytest.mark.parametrize(("channels", "avx512", "picks"), [
     (24, True, ("lax", "fold", "lax")),
-    (24, False, ("lax", "fold", "gather")),
+    (24, False, ("lax", "fold", "lax")),
+    (32, False, ("lax", "fold", "shift")),
+    (4, False, ("lax", "fold", "gather")),
     (64, True, ("lax", "fold", "shift")),
 ])
 def test_auto_on_strided_layers_matches_torch(torch, monkeypatch, channels, avx512, picks):
-    """The strided rules (stride phases for T from 100 output positions; shift's or, on
-    AVX2, gather's W) build these mixes, which compute PyTorch's gradients."""
+    """The strided rules (stride phases for T; shift's W from 64 channels, and on AVX2
+    from 32, gather's up to 4) build these mixes, which compute PyTorch's gradients."""
     monkeypatch.setattr(_auto, "cpu_has_avx512", lambda: avx512)
     rng = np.random.default_rng(channels)
     x = rng.standard_normal((2, channels, 20, 19))
@@ -275,6 +282,20 @@ def test_auto_on_strided_layers_matches_torch(torch, monkeypatch, channels, avx5
                                 backend="cpu").impls == picks
     _vjp_matches_torch(torch, jaxconv.conv2d, torch.nn.functional.conv2d, x, w, kw, "auto",
                        rng)
+
+
+def test_auto_conv_transpose_runs_stride_phases_like_torch(torch):
+    """conv_transpose's forward is the input gradient of the convolution it transposes:
+    with 24 channels and 100 positions, auto runs it as fold's stride phases."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 8, 10, 10))
+    w = rng.standard_normal((8, 24, 3, 3))
+    kw = dict(stride=2, padding=1, output_padding=1)
+    choice = jaxconv.explain_auto(x.shape, w.shape, **kw, transpose=True, dtype="float64",
+                                  backend="cpu")
+    assert choice.input_grad == "fold"
+    _vjp_matches_torch(torch, jaxconv.conv_transpose2d, torch.nn.functional.conv_transpose2d,
+                       x, w, kw, "auto", rng)
 
 
 def _xla_convs(fn, *args) -> int:

@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+from jaxconv.benchmark import torch_available
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -36,8 +38,15 @@ def test_malloc_probe_quick():
         row = next(line for line in run.stdout.splitlines()
                    if line.startswith(f"| {layer} | {setting} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert float(cells[2]) > 0 and float(cells[3]) >= 0
+        # times of this tiny layer may print as 0.0 ms: numbers, not their size
+        assert min(float(c) for c in cells[2:4]) >= 0
+        if torch_available():
+            assert min(float(c) for c in cells[4:7]) >= 0
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "malloc_probe.py"),
                           "--layer", "nope"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2
     assert "a layer starts with its rank (1d, 2d or 3d), got 'nope'" in bad.stderr
+    zero = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "malloc_probe.py"),
+                           "--rounds", "0"], capture_output=True, text=True, timeout=600)
+    assert zero.returncode == 2
+    assert "--repeats and --rounds must be at least 1, got 5 and 0" in zero.stderr
