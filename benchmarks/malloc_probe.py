@@ -110,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         child(layers, args.repeats)
         return 0
     results: dict[tuple[str, str, str], dict[str, list[float]]] = {}
-    base = {k: v for k, v in os.environ.items()
-            if not (k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")}
+    from jaxconv.benchmark import malloc_settings
+
+    inherited = malloc_settings()
+    base = {k: v for k, v in os.environ.items() if k not in inherited}
     for _ in range(args.rounds):
         for setting, env in SETTINGS.items():
             cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats)]
@@ -164,7 +166,7 @@ def _table(layers, results, args) -> str:
     ]
     for name in layers:
         for setting in SETTINGS:
-            auto = results.get((name, setting, "auto"))
+            auto = results[name, setting, "auto"]
             torch = results.get((name, setting, "torch"))
             a = statistics.median(auto["times"])
             af = statistics.mean(auto["faults"])

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import re
 import statistics
@@ -238,6 +239,16 @@ def _torch_runners(layer: Layer, arrays):
         m(xg).backward(ct)
 
     return fwd, fwdbwd
+
+
+def malloc_settings(environ=None) -> dict[str, str]:
+    """The C allocator settings in `environ` (default ``os.environ``): ``GLIBC_TUNABLES``
+    and the ``MALLOC_*`` variables, which glibc reads at start-up and which change how
+    often XLA's and PyTorch's large buffers are paged in again (README, "What XLA's CPU
+    backend does with convolutions")."""
+    environ = os.environ if environ is None else environ
+    return {k: environ[k] for k in sorted(environ)
+            if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"}
 
 
 def torch_available() -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
@@ -47,7 +46,7 @@ def test_parse_layer_errors(text, message):
      "malloc: MALLOC_ARENA_MAX=1, MALLOC_TRIM_THRESHOLD_=1."),
 ])
 def test_header_names_the_malloc_settings(monkeypatch, capsys, env, words):
-    for name in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
+    for name in benchmark.malloc_settings():
         monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

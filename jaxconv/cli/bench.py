@@ -68,14 +68,11 @@ def _conv_setting(compiler_options) -> str:
 
 
 def _malloc_setting() -> str:
-    """The header's words for the C allocator settings this process started with: glibc
-    reads ``GLIBC_TUNABLES`` and ``MALLOC_*`` at start-up, and they change how often
-    XLA's and PyTorch's large buffers are paged in again (README, "What XLA's CPU
-    backend does with convolutions")."""
-    names = sorted(k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")
-    if not names:
+    """The header's words for this process's C allocator settings (:func:`B.malloc_settings`)."""
+    settings = B.malloc_settings()
+    if not settings:
         return "malloc: the C library's defaults"
-    return "malloc: " + ", ".join(f"{k}={os.environ[k]}" for k in names)
+    return "malloc: " + ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
 def _fmt(v, spec=".2f") -> str:
