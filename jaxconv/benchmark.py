@@ -9,11 +9,16 @@ the tests call. A *variant* is one way to run a layer:
   then one ``jax.lax.conv_general_dilated``, differentiated by JAX,
 * ``torch``: ``torch.nn.ConvNd`` on the CPU, when PyTorch is installed.
 
-Timings are medians of ``repeats`` runs after a warm-up, with the JAX variants
-of a layer run *interleaved*, so a slow phase of a shared machine hits them all
-alike: each round visits them in a fresh random order, and each visit makes one
-untimed call before the timed one (a variant that follows a memory-heavy one
-otherwise runs up to 40% slower: identical programs differed that much).
+Timings are medians of at least ``repeats`` runs after a warm-up, with the JAX
+variants of a layer run *interleaved*, so a slow phase of a shared machine hits
+them all alike: each round visits them in a fresh random order, and each visit
+makes one untimed call before the timed one (a variant that follows a
+memory-heavy one otherwise runs up to 40% slower: identical programs differed
+that much). With ``min_time`` a variant is sampled further, up to
+:data:`MAX_ROUNDS` runs, until its timed calls add up to that many seconds: on a
+shared 2-core machine a 3 ms program's medians of 7 runs differed by up to 1.38x
+from those of the *same* compiled program timed beside it, and its medians of 42
+by 3% (README, "Measurement").
 PyTorch is timed right after them, in a block of its own: its OpenMP threads
 spin for a while after each call and would slow whatever JAX runs next.
 Forward+backward is ``value_and_grad`` of
@@ -28,6 +33,7 @@ temporary bytes for it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import random
@@ -193,14 +199,37 @@ class Timing:
     fwdbwd_ms: float | None = None
     compile_s: float | None = None
     peak_mib: float | None = None
+    # program_id of the compiled forward and forward+backward programs.
+    fwd_program: str | None = None
+    fwdbwd_program: str | None = None
+
+
+def program_id(compiled) -> str:
+    """A digest of a compiled JAX program's optimised HLO, blind to what does not
+    change the machine code: op metadata (source lines, names of the traced
+    functions), instruction and parameter names and the module's name. Two variants
+    with the same id run the same XLA program, so any difference in their timings
+    is measurement noise."""
+    try:
+        from jaxlib import _hlo
+
+        opts = _hlo.HloPrintOptions.canonical()
+        opts.print_large_constants = True
+        opts.print_backend_config = True
+        opts.print_metadata = False
+        text = "\n".join(m.to_string(opts) for m in compiled.runtime_executable().hlo_modules())
+    except (ImportError, AttributeError):  # another jaxlib: the plain text, less canonical
+        text = re.sub(r",? metadata=\{[^}]*\}", "", compiled.as_text())
+    text = re.sub(r"^HloModule \S+", "HloModule", text, flags=re.MULTILINE)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _jax_runners(fn: Callable, args: Sequence[jax.Array], timing: Timing,
                  compiler_options: dict | None = None):
-    fwd = jax.jit(fn, compiler_options=compiler_options)
+    fwd = jax.jit(fn, compiler_options=compiler_options).lower(*args).compile()
     # The cotangent is an argument, as in a network (a closed-over constant such as
     # ones would let XLA specialise the backward on it).
-    ct = jax.random.normal(jax.random.key(1), jax.eval_shape(fwd, *args).shape, args[0].dtype)
+    ct = jax.random.normal(jax.random.key(1), fwd.out_info.shape, args[0].dtype)
     grad = jax.jit(jax.value_and_grad(lambda *a: jnp.vdot(fn(*a[:-1]), a[-1]),
                                       argnums=tuple(range(len(args)))),
                    compiler_options=compiler_options)
@@ -212,6 +241,7 @@ def _jax_runners(fn: Callable, args: Sequence[jax.Array], timing: Timing,
     if mem is not None:
         timing.peak_mib = (mem.argument_size_in_bytes + mem.output_size_in_bytes
                            + mem.temp_size_in_bytes) / 2**20
+    timing.fwd_program, timing.fwdbwd_program = program_id(fwd), program_id(compiled)
     return (lambda: jax.block_until_ready(fwd(*args[:-1])),
             lambda: jax.block_until_ready(compiled(*args)))
 
@@ -259,32 +289,58 @@ def torch_available() -> bool:
     return True
 
 
-def _interleaved(runners: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median ms per runner, the runners taking turns in a fresh random order each
-    round; each turn is one untimed call then one timed call, so that what ran
-    before (another variant's memory traffic) does not land on the timed one."""
+#: The most timed runs :func:`interleaved_samples` takes of one variant to meet ``min_time``.
+MAX_ROUNDS = 200
+#: ``jaxconv bench``'s ``--min-time`` unless given (seconds).
+DEFAULT_MIN_TIME = 1.0
+
+
+def interleaved_samples(runners: dict[str, Callable[[], Any]], repeats: int,
+                        min_time: float = 0.0) -> dict[str, list[float]]:
+    """Timed runs (seconds) per runner, the runners taking turns in a fresh random
+    order each round; each turn is one untimed call then one timed call, so that
+    what ran before (another variant's memory traffic) does not land on the timed one.
+
+    A runner takes part in a round while it has fewer than `repeats` timed runs,
+    or fewer than :data:`MAX_ROUNDS` whose times add up to less than `min_time`
+    seconds; so fast runners are timed more often, still in turns with each other.
+    """
     for run in runners.values():
         run()
     times: dict[str, list[float]] = {k: [] for k in runners}
-    order = list(runners)
     shuffle = random.Random(0).shuffle
-    for _ in range(repeats):
+
+    def wanted(v: list[float]) -> bool:
+        return len(v) < repeats or (len(v) < MAX_ROUNDS and sum(v) < min_time)
+
+    while order := [k for k, v in times.items() if wanted(v)]:
         shuffle(order)
         for k in order:
             runners[k]()
             start = time.perf_counter()
             runners[k]()
             times[k].append(time.perf_counter() - start)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def _interleaved(runners: dict[str, Callable[[], Any]], repeats: int,
+                 min_time: float = 0.0) -> dict[str, float]:
+    """Median ms per runner of :func:`interleaved_samples`."""
+    return {k: 1e3 * statistics.median(v)
+            for k, v in interleaved_samples(runners, repeats, min_time).items()}
 
 
 def bench_layer(layer: Layer, impls: Sequence[str], repeats: int = 5,
-                with_torch: bool = True,
-                compiler_options: dict | None = None) -> dict[str, Timing]:
+                with_torch: bool = True, compiler_options: dict | None = None,
+                min_time: float = 0.0, matmul: bool = False) -> dict[str, Timing]:
     """Time every variant of `layer`: ``{variant: Timing}`` (impls, auto, raw-lax, torch).
 
     `compiler_options` go to every JAX program's compile (e.g.
-    :func:`jaxconv.eigen_conv_options`), raw-lax's included."""
+    :func:`jaxconv.eigen_conv_options`), raw-lax's included. `repeats` and
+    `min_time` as in :func:`interleaved_samples`. With `matmul`, the square
+    float32 matmul of :func:`matmul_gflops` takes turns with the forwards, and
+    its time is the ``fwd_ms`` of an entry :data:`MATMUL` (so a layer's GFLOP/s
+    can be set against the machine's matmul throughput of the same minutes)."""
     arrays = layer_arrays(layer)
     timings: dict[str, Timing] = {}
     fwd_runners, fb_runners = {}, {}
@@ -292,28 +348,32 @@ def bench_layer(layer: Layer, impls: Sequence[str], repeats: int = 5,
         timings[name] = Timing()
         fwd_runners[name], fb_runners[name] = _jax_runners(fn, arrays, timings[name],
                                                            compiler_options)
-    for name, ms in _interleaved(fwd_runners, repeats).items():
+    if matmul:
+        timings[MATMUL] = Timing()
+        fwd_runners[MATMUL] = _matmul_runner()
+    for name, ms in _interleaved(fwd_runners, repeats, min_time).items():
         timings[name].fwd_ms = ms
-    for name, ms in _interleaved(fb_runners, repeats).items():
+    for name, ms in _interleaved(fb_runners, repeats, min_time).items():
         timings[name].fwdbwd_ms = ms
     if with_torch and torch_available():
         # Timed apart from the JAX variants: PyTorch's OpenMP threads spin for a
         # while after each call, which would take a core from the next JAX run.
         fwd, fb = _torch_runners(layer, arrays)
-        ms = _interleaved({"fwd": fwd, "fb": fb}, repeats)
+        ms = _interleaved({"fwd": fwd, "fb": fb}, repeats, min_time)
         timings["torch"] = Timing(fwd_ms=ms["fwd"], fwdbwd_ms=ms["fb"])
         time.sleep(0.5)  # let them settle before the next layer
     return timings
 
 
 def bench_kernels(layer: Layer, impls: Sequence[str], repeats: int = 5,
-                  compiler_options: dict | None = None) -> dict[str, dict]:
+                  compiler_options: dict | None = None,
+                  min_time: float = 0.0) -> dict[str, dict]:
     """Time each impl's three kernels alone on `layer` (jit, float32).
 
     Returns ``{impl: {"forward": ms, "input_grad": ms, "weight_grad": ms}}``;
     this is what the auto rules are read from. The forward is timed on the
-    mode-padded input, as the core runs it. `compiler_options` as in
-    :func:`bench_layer`.
+    mode-padded input, as the core runs it. `compiler_options`, `repeats` and
+    `min_time` as in :func:`bench_layer`.
     """
     x, w, _ = layer_arrays(layer)
     spec, _ = conv_spec("bench", x, w, None, layer.stride, layer.padding, layer.dilation,
@@ -334,7 +394,7 @@ def bench_kernels(layer: Layer, impls: Sequence[str], repeats: int = 5,
         runners[(name, "forward")] = lambda f=f: jax.block_until_ready(f(xp, w))
         runners[(name, "input_grad")] = lambda t=t: jax.block_until_ready(t(g, w))
         runners[(name, "weight_grad")] = lambda wk=wk: jax.block_until_ready(wk(xp, g))
-    medians = _interleaved(runners, repeats)
+    medians = _interleaved(runners, repeats, min_time)
     out: dict[str, dict] = {name: {} for name in impls}
     for (name, kernel), ms in medians.items():
         out[name][kernel] = ms
@@ -345,12 +405,27 @@ def auto_choice(layer: Layer) -> _auto.AutoChoice:
     return _auto.explain_auto(layer.input_shape, layer.weight_shape, **layer.kwargs)
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """This machine's float32 matmul throughput (jit ``a @ b``, square), GFLOP/s."""
+#: :func:`bench_layer`'s entry for the matmul timed beside a layer's forwards.
+MATMUL = "matmul"
+#: The side of the square float32 matmul that measures this machine's throughput.
+MATMUL_SIZE = 2048
+
+
+def _matmul_runner(size: int = MATMUL_SIZE) -> Callable[[], Any]:
     a = jnp.ones((size, size), jnp.float32)
     f = jax.jit(jnp.matmul)
-    ms = _interleaved({"mm": lambda: jax.block_until_ready(f(a, a))}, repeats)["mm"]
-    return 2 * size**3 / (ms * 1e-3) / 1e9
+    return lambda: jax.block_until_ready(f(a, a))
+
+
+def matmul_gflop(size: int = MATMUL_SIZE) -> float:
+    """GFLOP of one square float32 matmul of side `size`."""
+    return 2 * size**3 / 1e9
+
+
+def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """This machine's float32 matmul throughput (jit ``a @ b``, square), GFLOP/s."""
+    ms = _interleaved({"mm": _matmul_runner(size)}, repeats)["mm"]
+    return matmul_gflop(size) / (ms * 1e-3)
 
 
 def layer_gflop(layer: Layer) -> float:
@@ -388,14 +463,14 @@ def small_cnn(params: dict, x: jax.Array, impl: Any) -> jax.Array:
 
 
 def bench_per_example(impls: Sequence[str], batch: int = 64, size: int = 32,
-                      repeats: int = 5,
-                      compiler_options: dict | None = None) -> dict[str, tuple[float, float]]:
+                      repeats: int = 5, compiler_options: dict | None = None,
+                      min_time: float = 0.0) -> dict[str, tuple[float, float]]:
     """``{impl: (batched grad ms, per-example grad ms)}`` for :func:`small_cnn`.
 
     Batched: ``grad`` of the summed cross-entropy over a batch of `batch` images.
     Per-example: ``vmap(grad)`` of the loss of one unbatched image, over the same
-    batch (what DP-SGD and influence functions need). `compiler_options` as in
-    :func:`bench_layer`.
+    batch (what DP-SGD and influence functions need). `compiler_options`,
+    `repeats` and `min_time` as in :func:`bench_layer`.
     """
     params = small_cnn_params(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (batch, 3, size, size))
@@ -413,5 +488,5 @@ def bench_per_example(impls: Sequence[str], batch: int = 64, size: int = 32,
             compiler_options=compiler_options)
         runners[(impl, 0)] = lambda f=batched: jax.block_until_ready(f(params, x, t))
         runners[(impl, 1)] = lambda f=per: jax.block_until_ready(f(params, x, t))
-    ms = _interleaved(runners, repeats)
+    ms = _interleaved(runners, repeats, min_time)
     return {impl: (ms[impl, 0], ms[impl, 1]) for impl in impls}

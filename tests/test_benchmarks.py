@@ -50,3 +50,25 @@ def test_malloc_probe_quick():
                            "--rounds", "0"], capture_output=True, text=True, timeout=600)
     assert zero.returncode == 2
     assert "--repeats and --rounds must be at least 1, got 5 and 0" in zero.stderr
+
+
+def test_noise_probe_quick():
+    """The noise probe compiles auto's program twice (it exits non-zero if the two
+    differ) and tabulates the ratio of the copies' medians, forward and f+b."""
+    probe = str(ROOT / "benchmarks" / "noise_probe.py")
+    run = subprocess.run([sys.executable, probe, "--layers", "depthwise_s2_x2", "--runs", "14"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    for program in ("fwd", "f+b"):
+        row = next(line for line in run.stdout.splitlines()
+                   if line.split()[:2] == ["depthwise_s2_x2", program])
+        cells = row.split()
+        assert cells[3] == "14"
+        # two blocks of 7 runs: a range of two ratios, and its worst is >= 1
+        low, high = (float(v) for v in cells[4].split("-"))
+        assert 0 < low <= high and float(cells[5]) >= 1
+        assert float(cells[-1]) > 0
+    few = subprocess.run([sys.executable, probe, "--runs", "3"], capture_output=True,
+                         text=True, timeout=600)
+    assert few.returncode == 2
+    assert "--runs must be at least 7, got 3" in few.stderr

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import pytest
 
 import jaxconv
@@ -63,16 +64,121 @@ def test_explain_prints_the_rule_per_kernel(capsys):
 
 def test_timed_run_writes_table_and_files(tmp_path, capsys):
     files = {k: tmp_path / f"out.{k}" for k in ("json", "csv", "md")}
-    assert main(["bench", "--layer", TINY, "--repeats", "1", "--json", str(files["json"]),
-                 "--csv", str(files["csv"]), "--markdown", str(files["md"])]) == 0
+    assert main(["bench", "--layer", TINY, "--repeats", "1", "--min-time", "0", "--json",
+                 str(files["json"]), "--csv", str(files["csv"]), "--markdown",
+                 str(files["md"])]) == 0
     out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(
+        f"jax {jax.__version__} on cpu (cpu), float32, median of 1 interleaved runs after a "
+        "warm-up; XLA CPU convolutions: ")
     rows = json.loads(files["json"].read_text())
     variants = {r["variant"] for r in rows}
     assert {"lax", "gather", "shift", "auto", "raw-lax"} <= variants
+    assert benchmark.MATMUL not in variants
+    # the matmul timed in turns with this layer's forwards, on every row of the layer
+    assert len({r["matmul_gflops"] for r in rows}) == 1 and rows[0]["matmul_gflops"] > 0
     assert all(r["fwd_ms"] > 0 and r["fwdbwd_ms"] > 0 for r in rows)
     assert len(list(csv.DictReader(files["csv"].open()))) == len(rows)
     assert "| layer | variant | fwd ms |" in files["md"].read_text()
     assert "auto against the best single impl and raw lax" in out
+    # TINY is depthwise: auto takes shift's three kernels, so its programs are shift's.
+    programs = {r["variant"]: (r["fwd_program"], r["fwdbwd_program"]) for r in rows
+                if r["variant"] != "torch"}
+    assert programs["auto"] == programs["shift"] != programs["lax"]
+    best = {r["variant"]: (r["fwd_ms"], r["fwdbwd_ms"]) for r in rows
+            if r["variant"] in jaxconv.available_impls()}
+    for i, column in enumerate(["best fwd", "best f+b"]):
+        fastest = min(best, key=lambda v: best[v][i])
+        marked = f"{fastest} = same program" if fastest == "shift" else fastest
+        assert re.search(rf"\| {re.escape(marked)} \|", files["md"].read_text()), column
+
+
+def test_min_time_samples_fast_variants_more_and_says_so(monkeypatch, capsys):
+    calls = []
+    real = benchmark._interleaved
+
+    def spy(runners, repeats, min_time=0.0):
+        calls.append((repeats, min_time))
+        return real(runners, repeats, min_time)
+
+    monkeypatch.setattr(benchmark, "_interleaved", spy)
+    assert main(["bench", "--layer", TINY, "--impls", "shift", "--repeats", "2",
+                 "--min-time", "0.01", "--no-torch"]) == 0
+    assert calls == [(2, 0.01), (2, 0.01)]  # the forwards (and the matmul), the f+b
+    assert capsys.readouterr().out.splitlines()[0].startswith(
+        f"jax {jax.__version__} on cpu (cpu), float32, median of at least 2 interleaved runs "
+        f"after a warm-up, and of up to {benchmark.MAX_ROUNDS} for a variant until its runs "
+        "add up to 0.01 s; XLA CPU convolutions: ")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--repeats", "0"], "jaxconv bench: --repeats must be at least 1, got 0."),
+    (["--min-time", "-1"], "jaxconv bench: --min-time must be a number of seconds >= 0, "
+                           "got -1.0."),
+    (["--min-time", "nan"], "jaxconv bench: --min-time must be a number of seconds >= 0, "
+                            "got nan."),
+])
+def test_bad_sampling_flags_exit_with_a_message(capsys, flags, message):
+    assert main(["bench", "--layer", TINY, *flags]) == 2
+    assert capsys.readouterr().err.strip() == message
+
+
+class _Clock:
+    """A fake perf_counter and runners whose timed calls take set times."""
+
+    def __init__(self, seconds: dict[str, float]):
+        self.now, self.seconds = 0.0, seconds
+        self.calls = {k: 0 for k in seconds}
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def runner(self, name: str):
+        def run():
+            self.calls[name] += 1
+            self.now += self.seconds[name]
+        return run
+
+
+def test_interleaved_samples_until_min_time_within_max_rounds(monkeypatch):
+    clock = _Clock({"slow": 1.0, "mid": 0.0625, "fast": 1e-4})
+    monkeypatch.setattr(benchmark.time, "perf_counter", clock.perf_counter)
+    runners = {k: clock.runner(k) for k in clock.seconds}
+    samples = benchmark.interleaved_samples(runners, repeats=3, min_time=0.5)
+    assert {k: len(v) for k, v in samples.items()} == {
+        "slow": 3, "mid": 8, "fast": benchmark.MAX_ROUNDS}
+    assert all(t == pytest.approx(clock.seconds[k]) for k, v in samples.items() for t in v)
+    # One warm-up call, then an untimed and a timed call per run.
+    assert clock.calls == {k: 1 + 2 * len(v) for k, v in samples.items()}
+    ms = benchmark._interleaved(runners, repeats=3, min_time=0.5)
+    assert ms == pytest.approx({"slow": 1000.0, "mid": 62.5, "fast": 0.1})
+
+
+def test_interleaved_without_min_time_takes_exactly_repeats(monkeypatch):
+    clock = _Clock({"a": 1e-4, "b": 2e-4})
+    monkeypatch.setattr(benchmark.time, "perf_counter", clock.perf_counter)
+    benchmark._interleaved({k: clock.runner(k) for k in clock.seconds}, repeats=4)
+    assert clock.calls == {"a": 9, "b": 9}
+
+
+def test_program_id_ignores_names_and_metadata_only():
+    import jax.numpy as jnp
+    import numpy as np
+
+    x = jnp.ones((40, 40))
+    table = np.arange(1600.0, dtype=np.float32).reshape(40, 40)
+
+    def first(a):
+        return jnp.sin(a) * table
+
+    def second(b):  # another name, another source line: the same program
+        return jnp.sin(b) * table
+
+    ids = [benchmark.program_id(jax.jit(f).lower(x).compile())
+           for f in (first, second, lambda a: jnp.cos(a) * table,
+                     lambda a: jnp.sin(a) * table[::-1])]  # another large constant
+    assert ids[0] == ids[1]
+    assert len(set(ids[1:])) == 3
 
 
 def test_plot_writes_a_png(tmp_path):
@@ -86,8 +192,8 @@ def test_plot_writes_a_png(tmp_path):
 
 def test_kernels_mode_names_the_fastest_and_autos_pick(tmp_path, capsys):
     path = tmp_path / "k.json"
-    assert main(["bench", "--kernels", "--layer", TINY, "--repeats", "1", "--json",
-                 str(path)]) == 0
+    assert main(["bench", "--kernels", "--layer", TINY, "--repeats", "1", "--min-time", "0",
+                 "--json", str(path)]) == 0
     rows = json.loads(path.read_text())
     assert [r["kernel"] for r in rows] == ["forward", "input_grad", "weight_grad"]
     assert all(r["fastest"] in jaxconv.available_impls() and r["auto"] == "shift"

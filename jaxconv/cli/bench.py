@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import json
 import os
+import statistics
 import sys
 
 import jax
@@ -35,7 +36,13 @@ def add_parser(commands) -> None:
                    help='a layer of your own, e.g. "2d N=8 C=64 HW=56 O=64 k=3 s=1 p=1 g=1" '
                         "(repeatable; keys N C O k s p d g mode, L / HW / DHW / S=8x32x32)")
     p.add_argument("--impls", nargs="*", default=None, help="impls (default: all registered)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed runs of each variant, at least (default: 5)")
+    p.add_argument("--min-time", type=float, default=B.DEFAULT_MIN_TIME, metavar="SECONDS",
+                   help=f"time each variant further, up to {B.MAX_ROUNDS} runs, until its "
+                        f"timed runs add up to this many seconds (default: "
+                        f"{B.DEFAULT_MIN_TIME:g}; 0 for exactly --repeats runs): fast "
+                        "programs' medians of a few runs are noisy")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     p.add_argument("--kernels", action="store_true",
                    help="time each impl's forward / input_grad / weight_grad kernel alone and "
@@ -75,6 +82,16 @@ def _malloc_setting() -> str:
     return "malloc: " + ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
+def _sampling(args) -> str:
+    """The header's words for how many runs each median is taken over."""
+    text = f"median of {args.repeats} interleaved runs after a warm-up"
+    if args.min_time > 0:
+        text = (f"median of at least {args.repeats} interleaved runs after a warm-up, and of "
+                f"up to {B.MAX_ROUNDS} for a variant until its runs add up to "
+                f"{args.min_time:g} s")
+    return text
+
+
 def _fmt(v, spec=".2f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -100,11 +117,19 @@ def run(args) -> int:
         print(f"jaxconv bench: unknown impls {unknown}; choose from {available_impls()}.",
               file=sys.stderr)
         return 2
+    if args.repeats < 1:
+        print(f"jaxconv bench: --repeats must be at least 1, got {args.repeats}.",
+              file=sys.stderr)
+        return 2
+    if not args.min_time >= 0:  # also refuses nan
+        print(f"jaxconv bench: --min-time must be a number of seconds >= 0, got "
+              f"{args.min_time}.", file=sys.stderr)
+        return 2
     backend = jax.devices()[0]
     args.compiler_options = (eigen_conv_options() if args.xla_cpu_conv == "eigen" else None)
     out_md = [f"jax {jax.__version__} on {backend.platform} ({backend.device_kind}), float32, "
-              f"median of {args.repeats} interleaved runs after a warm-up; XLA CPU "
-              f"convolutions: {_conv_setting(args.compiler_options)}; {_malloc_setting()}."]
+              f"{_sampling(args)}; XLA CPU convolutions: "
+              f"{_conv_setting(args.compiler_options)}; {_malloc_setting()}."]
     print(out_md[0])
     if args.explain:
         rows = []
@@ -127,7 +152,8 @@ def _run_kernels(args, layers, impls, out_md) -> int:
     rows, records = [], []
     for name in progress_bar(list(layers), "kernels"):
         layer = layers[name]
-        times = B.bench_kernels(layer, impls, args.repeats, args.compiler_options)
+        times = B.bench_kernels(layer, impls, args.repeats, args.compiler_options,
+                                args.min_time)
         choice = B.auto_choice(layer)
         for i, kernel in enumerate(KERNELS):
             per = {impl: times[impl][kernel] for impl in impls}
@@ -147,7 +173,8 @@ def _run_kernels(args, layers, impls, out_md) -> int:
 
 def _run_per_example(args, impls, out_md) -> int:
     times = B.bench_per_example([*impls, "auto"], repeats=args.repeats,
-                                compiler_options=args.compiler_options)
+                                compiler_options=args.compiler_options,
+                                min_time=args.min_time)
     rows = [[impl, _fmt(a, ".1f"), _fmt(b, ".1f"), _fmt(b / a)] for impl, (a, b) in times.items()]
     text, md = table(["impl", "batched grad ms", "vmap(grad) ms", "ratio"], rows)
     title = ("small CNN (3x3, strided 3x3, depthwise 3x3, 1x1; batch 64 of 3x32x32): "
@@ -161,41 +188,56 @@ def _run_per_example(args, impls, out_md) -> int:
 
 
 def _run_layers(args, layers, impls, out_md) -> int:
-    rows, records, summary = [], [], {}
-    gflops = B.matmul_gflops()
+    rows, records, summary, matmuls = [], [], {}, []
     for name in progress_bar(list(layers), "layers"):
         layer = layers[name]
         timings = B.bench_layer(layer, impls, args.repeats, with_torch=not args.no_torch,
-                                compiler_options=args.compiler_options)
+                                compiler_options=args.compiler_options,
+                                min_time=args.min_time, matmul=True)
+        mm_gflops = B.matmul_gflop() / (timings.pop(B.MATMUL).fwd_ms * 1e-3)
+        matmuls.append(mm_gflops)
         torch = timings.get("torch")
         best = min((v for v in timings if v in impls), key=lambda v: timings[v].fwdbwd_ms)
+        best_fwd = min((v for v in timings if v in impls), key=lambda v: timings[v].fwd_ms)
         for variant, t in timings.items():
             rf = t.fwd_ms / torch.fwd_ms if torch else None
             rb = t.fwdbwd_ms / torch.fwdbwd_ms if torch else None
             rows.append([name, variant, _fmt(t.fwd_ms, ".1f"), _fmt(t.fwdbwd_ms, ".1f"),
                          _fmt(rf), _fmt(rb), _fmt(t.compile_s), _fmt(t.peak_mib, ".1f")])
-            records.append(dict(layer=name, variant=variant, **dataclasses.asdict(t)))
+            records.append(dict(layer=name, variant=variant, **dataclasses.asdict(t),
+                                matmul_gflops=mm_gflops))
             if rb is not None:
                 summary.setdefault(variant, []).append(rb)
         auto, raw = timings["auto"], timings["raw-lax"]
+        auto_gflops = B.layer_gflop(layer) / (auto.fwd_ms * 1e-3)
         summary.setdefault("_auto_vs_best", []).append(
-            (name, auto.fwd_ms / min(timings[v].fwd_ms for v in impls),
+            (name, _best_name(best_fwd, timings, "fwd_program"),
+             auto.fwd_ms / timings[best_fwd].fwd_ms,
+             _best_name(best, timings, "fwdbwd_program"),
              auto.fwdbwd_ms / timings[best].fwdbwd_ms,
              auto.fwd_ms / raw.fwd_ms, auto.fwdbwd_ms / raw.fwdbwd_ms,
-             raw.fwdbwd_ms / auto.fwdbwd_ms, B.layer_gflop(layer) / (auto.fwd_ms * 1e-3)))
+             raw.fwdbwd_ms / auto.fwdbwd_ms, auto_gflops, mm_gflops,
+             100 * auto_gflops / mm_gflops))
     text, md = table(["layer", "variant", "fwd ms", "f+b ms", "fwd/torch", "f+b/torch",
                        "compile s", "peak MiB"], rows)
     print(text)
     out_md.append(md)
     per_layer = summary.pop("_auto_vs_best")
-    rows2 = [[n, _fmt(a), _fmt(b), _fmt(c), _fmt(d), _fmt(e, ".1f"), _fmt(f, ".0f")]
-             for n, a, b, c, d, e, f in per_layer]
-    text2, md2 = table(["layer", "auto/best fwd", "auto/best f+b", "auto/raw-lax fwd",
-                         "auto/raw-lax f+b", "speed-up vs raw-lax", "auto fwd GFLOP/s"], rows2)
-    print(f"\nauto against the best single impl and raw lax (matmul: {gflops:.0f} GFLOP/s)")
+    rows2 = [[n, bf, _fmt(a), bb, _fmt(b), _fmt(c), _fmt(d), _fmt(e, ".1f"), _fmt(f, ".0f"),
+              _fmt(g, ".0f"), _fmt(h, ".0f")]
+             for n, bf, a, bb, b, c, d, e, f, g, h in per_layer]
+    text2, md2 = table(["layer", "best fwd", "auto/best fwd", "best f+b", "auto/best f+b",
+                         "auto/raw-lax fwd", "auto/raw-lax f+b", "speed-up vs raw-lax",
+                         "auto fwd GFLOP/s", "matmul GFLOP/s", "auto fwd % of matmul"], rows2)
+    title2 = (f"auto against the best single impl and raw lax; best: the fastest impl, "
+              f"'= same program' where auto compiled to the same XLA program "
+              f"(jaxconv.benchmark.program_id), so their ratio is the noise between two "
+              f"timings of one program; matmul: this machine's float32 "
+              f"{B.MATMUL_SIZE}x{B.MATMUL_SIZE} matmul, timed in turns with the layer's "
+              f"forwards (median over layers: {statistics.median(matmuls):.0f} GFLOP/s)")
+    print(f"\n{title2}")
     print(text2)
-    out_md += [f"auto against the best single impl and raw lax (this machine's float32 "
-               f"matmul: {gflops:.0f} GFLOP/s)", md2]
+    out_md += [title2, md2]
     if summary:
         rows3 = [[v, _fmt(B.geomean(r)), _fmt(max(r))] for v, r in summary.items()
                  if len(r) == len(layers)]
@@ -208,6 +250,12 @@ def _run_layers(args, layers, impls, out_md) -> int:
     if args.plot:
         plot(records, args.plot)
     return 0
+
+
+def _best_name(best: str, timings: dict[str, B.Timing], field: str) -> str:
+    """`best`, marked where auto's `field` program is the same as its."""
+    same = getattr(timings["auto"], field) == getattr(timings[best], field)
+    return f"{best} = same program" if same else best
 
 
 def _write_markdown(path, parts) -> None:
