@@ -207,7 +207,8 @@ class Timing:
 def program_id(compiled) -> str:
     """A digest of a compiled JAX program's optimised HLO, blind to what does not
     change the machine code: op metadata (source lines, names of the traced
-    functions), instruction and parameter names and the module's name. Two variants
+    functions), instruction and parameter names, and the names of the module and
+    its entry computation. Two variants
     with the same id run the same XLA program, so any difference in their timings
     is measurement noise."""
     try:
@@ -220,7 +221,9 @@ def program_id(compiled) -> str:
         text = "\n".join(m.to_string(opts) for m in compiled.runtime_executable().hlo_modules())
     except (ImportError, AttributeError):  # another jaxlib: the plain text, less canonical
         text = re.sub(r",? metadata=\{[^}]*\}", "", compiled.as_text())
-    text = re.sub(r"^HloModule \S+", "HloModule", text, flags=re.MULTILINE)
+    # The module's and the entry computation's names carry the traced function's
+    # name and a counter of the process's compilations.
+    text = re.sub(r"^(HloModule|ENTRY) \S+", r"\1", text, flags=re.MULTILINE)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -68,7 +68,30 @@ def test_noise_probe_quick():
         low, high = (float(v) for v in cells[4].split("-"))
         assert 0 < low <= high and float(cells[5]) >= 1
         assert float(cells[-1]) > 0
-    few = subprocess.run([sys.executable, probe, "--runs", "3"], capture_output=True,
+    few = subprocess.run([sys.executable, probe, "--runs", "13"], capture_output=True,
                          text=True, timeout=600)
     assert few.returncode == 2
-    assert "--runs must be at least 7, got 3" in few.stderr
+    assert ("--repeats must be at least 1 and --runs at least twice it, got --repeats 7 "
+            "and --runs 13") in few.stderr
+
+
+def test_noise_probe_bench_runs_follow_the_bench_sampling(monkeypatch):
+    """The probe's "bench default runs" are what interleaved_samples takes of a
+    program that always runs `ms` ms (a fake clock), with --repeats 7."""
+    import importlib.util
+
+    from jaxconv import benchmark
+
+    spec = importlib.util.spec_from_file_location("noise_probe",
+                                                  ROOT / "benchmarks" / "noise_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    now = [0.0]
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: now[0])
+    for ms in (0.5, 6.25, 30.0, 58.6, 400.0):
+        def run(ms=ms):
+            now[0] += ms * 1e-3
+
+        taken = len(benchmark.interleaved_samples({"a": run}, 7,
+                                                  benchmark.DEFAULT_MIN_TIME)["a"])
+        assert probe.bench_runs(ms, 7) == taken, ms

@@ -130,7 +130,7 @@ def test_the_xla_flag_does_the_same_for_the_whole_process():
 def test_bench_option_compiles_with_the_options(tmp_path, capsys):
     md = tmp_path / "out.md"
     assert main(["bench", "--layer", "2d N=1 C=24 HW=6 O=24 k=3 p=1", "--repeats", "1",
-                 "--impls", "lax", "--no-torch", "--xla-cpu-conv", "eigen",
+                 "--min-time", "0", "--impls", "lax", "--no-torch", "--xla-cpu-conv", "eigen",
                  "--markdown", str(md)]) == 0
     assert ("XLA CPU convolutions: Eigen (compiler_options={'xla_cpu_experimental_ynn_"
             "fusion_type': 'LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE'})"

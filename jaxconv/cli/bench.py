@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import statistics
 import sys
@@ -121,8 +122,8 @@ def run(args) -> int:
         print(f"jaxconv bench: --repeats must be at least 1, got {args.repeats}.",
               file=sys.stderr)
         return 2
-    if not args.min_time >= 0:  # also refuses nan
-        print(f"jaxconv bench: --min-time must be a number of seconds >= 0, got "
+    if not (math.isfinite(args.min_time) and args.min_time >= 0):
+        print(f"jaxconv bench: --min-time must be a finite number of seconds >= 0, got "
               f"{args.min_time}.", file=sys.stderr)
         return 2
     backend = jax.devices()[0]
