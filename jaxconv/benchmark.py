@@ -17,7 +17,7 @@ memory-heavy one otherwise runs up to 40% slower: identical programs differed
 that much). With ``min_time`` a variant is sampled further, up to
 :data:`MAX_ROUNDS` runs, until its timed calls add up to that many seconds: on a
 shared 2-core machine, medians of 7 runs of two copies of one compiled program
-were up to 1.6x apart, medians of 420 within 4% (``benchmarks/noise_probe.py``,
+were up to 1.54x apart, medians of 420 0.96-1.04x (``benchmarks/noise_probe.py``,
 README "Measurement").
 PyTorch is timed right after them, in a block of its own: its OpenMP threads
 spin for a while after each call and would slow whatever JAX runs next.
