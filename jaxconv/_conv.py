@@ -3,10 +3,11 @@
 Each call is: validate and normalise once (:func:`jaxconv._spec.conv_spec`), then
 one jitted core keyed on the hashable spec: pre-pad with the padding mode, the
 implementation's forward kernel (bound to its hand-written reverse rules unless
-``autodiff="jax"``), the bias. The gradients of the two outer steps are JAX's
-adjoints of the padding copy (slices, flips and a concatenation: the border
-gradients fold back onto their sources, docs/backprop.md §5) and of a
-broadcast (the bias: ``db = Σ g``).
+``autodiff="jax"``), the bias. The gradient of the padding copy folds the border
+gradients back onto their sources (docs/backprop.md §5), in one fused sum written
+by hand (:func:`jaxconv._padding.mode_pad`; JAX's adjoint with
+``autodiff="jax"``, which needs forward mode); the bias's is JAX's adjoint of a
+broadcast (``db = Σ g``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 
 from jaxconv import _autodiff, _registry, _sharding
 from jaxconv._auto import resolve_impl
-from jaxconv._padding import pad_trailing
+from jaxconv._padding import mode_pad, pad_trailing
 from jaxconv._spec import ConvSpec, conv_spec
 from jaxconv.impls._xla import accumulation_dtype
 
@@ -27,13 +28,13 @@ from jaxconv.impls._xla import accumulation_dtype
 @functools.partial(jax.jit, static_argnames="spec")
 def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -> jax.Array:
     """Batched convolution for a validated `spec`."""
+    pad = mode_pad if spec.autodiff == "custom" else pad_trailing
     if spec.padding_mode != "zeros" and accumulation_dtype(x.dtype) != x.dtype:
         # The pre-pad's adjoint adds each border gradient to its source: in float32,
         # so that an entry with m copies is rounded once, not m times (half types).
-        x = pad_trailing(x.astype(jnp.float32), spec.mode_padding,
-                         spec.padding_mode).astype(x.dtype)
+        x = pad(x.astype(jnp.float32), spec.mode_padding, spec.padding_mode).astype(x.dtype)
     else:
-        x = pad_trailing(x, spec.mode_padding, spec.padding_mode)
+        x = pad(x, spec.mode_padding, spec.padding_mode)
     if spec.autodiff == "custom":
         y = _autodiff.forward(x, w, spec)
     else:

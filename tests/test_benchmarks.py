@@ -52,6 +52,22 @@ def test_malloc_probe_quick():
     assert "--repeats and --rounds must be at least 1, got 5 and 0" in zero.stderr
 
 
+def test_pad_probe_quick():
+    """The padding-adjoint probe checks the fused adjoint's gradients against JAX's
+    for every mode (it exits non-zero otherwise) and tabulates them; bad counts are
+    refused."""
+    probe = str(ROOT / "benchmarks" / "pad_probe.py")
+    run = subprocess.run([sys.executable, probe, "--quick"], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    for mode in ("reflect", "replicate", "circular"):
+        assert f"| 2d N=1 C=4 HW=8 O=4 k=3 p=1 mode=reflect | {mode} |" in run.stdout
+    bad = subprocess.run([sys.executable, probe, "--repeats", "0"], capture_output=True,
+                         text=True, timeout=600)
+    assert bad.returncode == 2
+    assert "--repeats must be at least 1, got 0" in bad.stderr
+
+
 def test_noise_probe_quick():
     """The noise probe compiles auto's program twice (it exits non-zero if the two
     differ) and tabulates the ratio of the copies' medians, forward and f+b."""

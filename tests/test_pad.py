@@ -69,3 +69,69 @@ def test_pad_under_jit_and_vmap():
     f = jax.jit(lambda v: jaxconv.pad(v, (2, 1), mode="reflect"))
     x = jnp.arange(12.0).reshape(3, 4)
     np.testing.assert_array_equal(jax.vmap(f)(x), f(x))
+
+
+# mode_pad (the convolutions' pre-pad) with its hand-written adjoint: pads per axis
+# with up to ADJOINT_MAX_BORDER (= 8) border positions take the fused sum, longer and
+# negative ones JAX's adjoint; circular up to the axis size, reflect below it.
+ADJOINT_CASES = [
+    ("reflect", (5, 6), ((1, 1), (2, 1))),
+    ("reflect", (9, 4), ((4, 4), (0, 3))),
+    ("reflect", (10,), ((5, 4),)),  # 9 border positions: JAX's adjoint
+    ("replicate", (3, 2, 4), ((1, 0), (8, 0), (2, 3))),
+    ("replicate", (2,), ((5, 5),)),
+    ("circular", (4, 5), ((4, 4), (1, 2))),
+    ("circular", (3, 2, 2), ((1, 1), (0, 0), (2, 1))),
+]
+
+
+@pytest.mark.parametrize("mode, spatial, pads", ADJOINT_CASES, ids=str)
+def test_mode_pad_adjoint_matches_torch(torch, mode, spatial, pads):
+    """mode_pad's gradient (hand-written) is PyTorch's, and JAX's adjoint of pad_trailing."""
+    from jaxconv._padding import ADJOINT_MAX_BORDER, mode_pad, pad_trailing
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, *spatial))
+    out_shape = (2, 3, *(n + lo + hi for n, (lo, hi) in zip(spatial, pads, strict=True)))
+    g = rng.standard_normal(out_shape)
+    y, vjp = jax.vjp(lambda a: mode_pad(a, pads, mode), jnp.asarray(x))
+    (dx,) = vjp(jnp.asarray(g))
+    (dx_jax,) = jax.vjp(lambda a: pad_trailing(a, pads, mode), jnp.asarray(x))[1](jnp.asarray(g))
+    tx = torch.from_numpy(x).requires_grad_()
+    flat = tuple(v for lo_hi in reversed(pads) for v in lo_hi)
+    ty = torch.nn.functional.pad(tx, flat, mode=mode) if len(pads) <= 3 else None
+    if ty is not None:
+        ty.backward(torch.from_numpy(g))
+        np.testing.assert_array_equal(np.asarray(y), ty.detach().numpy())
+        np.testing.assert_allclose(np.asarray(dx), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(dx), np.asarray(dx_jax), rtol=1e-12, atol=1e-12)
+    fused = all(lo + hi <= ADJOINT_MAX_BORDER for lo, hi in pads)
+    jaxpr = str(jax.make_jaxpr(lambda a: mode_pad(a, pads, mode))(jnp.asarray(x)))
+    assert ("custom_vjp" in jaxpr) == fused, jaxpr
+
+
+def test_mode_pad_second_order_matches_jax_adjoint():
+    """Differentiating through the hand-written adjoint (grad of grad) gives JAX's result."""
+    from jaxconv._padding import mode_pad, pad_trailing
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((2, 3, 6, 5)))
+    c = jnp.asarray(rng.standard_normal((2, 3, 6, 5)))
+    pads = ((2, 1), (1, 3))
+
+    def second(pad):
+        inner = jax.grad(lambda a: jnp.sum(jnp.sin(pad(a, pads, "reflect")) ** 2))
+        return jax.grad(lambda a: jnp.vdot(inner(a), c))(x)
+
+    np.testing.assert_allclose(np.asarray(second(mode_pad)), np.asarray(second(pad_trailing)),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_conv_autodiff_jax_keeps_forward_mode_through_padding():
+    """autodiff="jax" pads with pad_trailing (no custom_vjp), so jax.jvp runs through a
+    mode-padded convolution; the default raises jaxconv's forward-mode hint."""
+    x = jnp.ones((1, 2, 5, 5))
+    w = jnp.ones((3, 2, 3, 3))
+    f = lambda a, **kw: jaxconv.conv2d(a, w, padding=1, padding_mode="reflect", **kw)
+    _, tangent = jax.jvp(lambda a: f(a, autodiff="jax"), (x,), (x,))
+    np.testing.assert_allclose(np.asarray(tangent), np.asarray(f(x)), rtol=1e-6)
+    with pytest.raises(TypeError, match="forward-mode differentiation"):
+        jax.jvp(f, (x,), (x,))
