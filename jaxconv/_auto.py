@@ -24,6 +24,12 @@ gradients with few channels or at least ``PHASES_MIN_POSITIONS`` output
 positions take fold's stride phases (space-to-depth and the positions
 threshold were measured on the AVX2 machine only; the rules apply on any CPU).
 
+A kernel's speed can depend on the program around it: gather's 1x1 forward is
+the faster one timed alone, shift's inside the forward+backward program. So a
+choice may name a fourth impl, ``inference``: the forward of a call that is not
+differentiated (the ``jax.custom_vjp``'s primal; :mod:`jaxconv._autodiff`), while
+``forward`` is the one its forward rule runs.
+
 On GPU and TPU auto keeps ``lax`` for every kernel: no measurement there says
 otherwise yet.
 """
@@ -76,22 +82,34 @@ class AutoChoice:
     """What ``impl="auto"`` runs for one convolution, and why.
 
     Attributes:
-      forward, input_grad, weight_grad: the impl of each kernel.
+      forward, input_grad, weight_grad: the impl of each kernel (``forward``: in
+        a call that is differentiated).
       reasons: one short sentence per kernel: the rule that chose it.
+      inference: the impl of the forward kernel in a call that is not
+        differentiated, where it differs from ``forward`` (else None).
+      inference_reason: the rule that chose it ("" with ``inference=None``).
     """
 
     forward: str
     input_grad: str
     weight_grad: str
     reasons: tuple[str, str, str]
+    inference: str | None = None
+    inference_reason: str = ""
 
     @property
     def impls(self) -> tuple[str, str, str]:
         return (self.forward, self.input_grad, self.weight_grad)
 
+    def rows(self) -> list[tuple[str, str, str]]:
+        """``(kernel, impl, reason)`` per kernel, and ``"inference"`` where set."""
+        rows = list(zip(KERNELS, self.impls, self.reasons, strict=True))
+        if self.inference is not None:
+            rows.append(("inference", self.inference, self.inference_reason))
+        return rows
+
     def __str__(self) -> str:
-        return "\n".join(f"{k:<12} {i:<7} {r}" for k, i, r in zip(KERNELS, self.impls,
-                                                                   self.reasons, strict=True))
+        return "\n".join(f"{k:<12} {i:<7} {r}" for k, i, r in self.rows())
 
 
 def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
@@ -137,7 +155,9 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
     if taps == 1:
         why = "1x1 kernel: one matmul over channels"
         return AutoChoice("shift", "gather", "gather", (
-            why + " (shift: no patch tensor)", why + " (gather)", why + " (gather)"))
+            why + " (shift's, which the forward+backward program runs faster)",
+            why + " (gather)", why + " (gather)"), "gather",
+            why + " (gather's, the faster alone)")
     if out_positions <= SMALL_SPATIAL:
         why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}): "
                "im2col + one matmul")
@@ -217,15 +237,21 @@ def cpu_has_avx512() -> bool:
 
 
 def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
-                 dtype: Any) -> ConvSpec:
-    """`spec` with ``impl`` set: the named impl, or auto's per-kernel choice."""
-    impl = check_impl(fn, impl)
+                 dtype: Any, inference: bool = True) -> ConvSpec:
+    """`spec` with ``impl`` set: the named impl, or auto's per-kernel choice (and,
+    with ``autodiff="custom"`` and `inference`, its forward for calls that are not
+    differentiated; conv_transpose, whose forward is ``input_grad``, passes False)."""
+    impl, primal = check_impl(fn, impl), None
     if impl == "auto":
-        impl = choose(spec, tuple(input_shape), tuple(weight_shape), dtype,
-                      jax.default_backend(), cpu_has_avx512()).impls
+        choice = choose(spec, tuple(input_shape), tuple(weight_shape), dtype,
+                        jax.default_backend(), cpu_has_avx512())
+        impl = choice.impls
+        if spec.autodiff == "custom" and inference:
+            primal = choice.inference
     elif isinstance(impl, str):
         impl = (impl,) * 3
-    return dataclasses.replace(spec, impl=impl[0] if len(set(impl)) == 1 else impl)
+    return dataclasses.replace(spec, impl=impl[0] if len(set(impl)) == 1 else impl,
+                               inference=primal)
 
 
 def check_impl(fn: str, impl: Any) -> str | tuple[str, str, str]:

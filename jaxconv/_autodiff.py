@@ -16,6 +16,12 @@ Each rule calls the *bound* functions below, never the raw kernels, so the
 family is closed under differentiation: grad-of-grad (and any higher reverse
 order) runs through the hand-written kernels of the same impl.
 
+``spec.inference`` (set by ``impl="auto"`` where one impl's forward is the
+faster alone and another's inside the forward+backward program) names the
+impl of the primal: a call that is not differentiated runs it, while the
+forward rule runs ``F`` of ``spec.impl`` (the same convolution, so either
+kernel gives the same values up to rounding).
+
 Forward mode: JAX cannot push tangents through a ``custom_vjp`` function, so
 ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` need ``autodiff="jax"``, which
 lets JAX differentiate the impl's forward kernel directly (both modes, any
@@ -24,11 +30,12 @@ order); see :func:`jaxconv.conv`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 
-from jaxconv._registry import forward_kernel, input_grad_kernel, weight_grad_kernel
+from jaxconv._registry import inference_kernel, input_grad_kernel, weight_grad_kernel
 from jaxconv._spec import ConvSpec
 
 
@@ -42,12 +49,14 @@ def _crop_like(y: jax.Array, like: jax.Array) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
-    """``F(x, w)``: the convolution (x already mode-padded), hand-written VJP."""
-    return forward_kernel(spec)(x, w, spec)
+    """``F(x, w)``: the convolution (x already mode-padded), hand-written VJP; not
+    differentiated, with ``spec.inference``'s forward kernel where that is set."""
+    return inference_kernel(spec)(x, w, spec)
 
 
 def _forward_fwd(x, w, spec):
-    return forward(x, w, spec), (x, w)
+    training = spec if spec.inference is None else dataclasses.replace(spec, inference=None)
+    return forward(x, w, training), (x, w)
 
 
 def _forward_bwd(spec, residuals, g):

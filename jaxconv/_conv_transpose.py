@@ -43,7 +43,8 @@ def _conv_transpose(fn: str, rank: int | None, input, weight, bias, stride, padd
         fn, input, weight, bias, stride, padding, output_padding, groups, dilation,
         precision, rank=rank, autodiff=autodiff,
     )
-    spec = resolve_impl(fn, impl, spec, conv_input_shape, weight.shape, input.dtype)
+    spec = resolve_impl(fn, impl, spec, conv_input_shape, weight.shape, input.dtype,
+                        inference=False)
     return run_core(fn, conv_transpose_core, _sharding.sharded_conv_transpose, input, weight,
                     bias, batched, spec, out_spatial)
 

@@ -71,8 +71,8 @@ def get_impl(name: str) -> Impl:
     return _REGISTRY[name]
 
 
-def _kernel(spec: ConvSpec, index: int, kind: str) -> Kernel:
-    kernel = getattr(_REGISTRY[spec.kernel_impls[index]], kind)
+def _kernel(spec: ConvSpec, index: int, kind: str, name: str | None = None) -> Kernel:
+    kernel = getattr(_REGISTRY[name or spec.kernel_impls[index]], kind)
     if not _nonfinite.get_exact_nonfinite():
         return kernel
     return _nonfinite.guard(kernel, getattr(_REGISTRY[_nonfinite.COUNTING_IMPL], kind), kind)
@@ -82,6 +82,12 @@ def forward_kernel(spec: ConvSpec) -> Kernel:
     """The forward kernel ``F`` the spec names (``spec.kernel_impls[0]``); with
     :func:`jaxconv.set_exact_nonfinite` on, wrapped for exact NaN/Inf propagation."""
     return _kernel(spec, 0, "forward")
+
+
+def inference_kernel(spec: ConvSpec) -> Kernel:
+    """The forward kernel of a call that is not differentiated: ``spec.inference``'s,
+    or the forward kernel's impl where that is None; guarded likewise."""
+    return _kernel(spec, 0, "forward", spec.inference)
 
 
 def input_grad_kernel(spec: ConvSpec) -> Kernel:

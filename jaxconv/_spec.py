@@ -58,6 +58,12 @@ class ConvSpec:
       autodiff: ``"custom"`` (the impl's hand-written reverse rules, bound with
         ``jax.custom_vjp``) or ``"jax"`` (JAX differentiates the forward kernel;
         forward mode works too).
+      inference: the impl of the forward kernel where the convolution is not
+        differentiated, or ``None`` for the forward kernel's own impl. ``auto``
+        sets it where one impl's forward is the faster alone and another's in
+        the forward+backward program (:mod:`jaxconv._auto`); with
+        ``autodiff="custom"`` the ``jax.custom_vjp``'s primal runs it and its
+        forward rule the ``forward`` kernel (:mod:`jaxconv._autodiff`).
     """
 
     rank: int
@@ -69,6 +75,7 @@ class ConvSpec:
     impl: str | tuple[str, str, str] = "lax"
     precision: Any = None
     autodiff: str = "custom"
+    inference: str | None = None
 
     @property
     def kernel_impls(self) -> tuple[str, str, str]:

@@ -344,3 +344,71 @@ def test_bad_impl_tuples_are_rejected(impl):
             "'fold'), or a (forward, input_grad, weight_grad) tuple of those impls, got "
             f"impl={impl!r}.")):
         jaxconv.conv1d(np.ones((1, 1, 4)), np.ones((1, 1, 2)), impl=impl)
+
+
+# --- the inference forward: a call that is not differentiated may run another impl's F ---
+
+def _spy_forwards(monkeypatch):
+    """Replace every impl's forward kernel by one that records its impl's name when
+    traced; returns the list of names."""
+    import dataclasses
+
+    from jaxconv import _registry
+    seen = []
+    for name in _registry.available_impls():
+        impl = _registry.get_impl(name)
+
+        def spy(x, w, spec, impl=impl):
+            seen.append(impl.name)
+            return impl.forward(x, w, spec)
+        monkeypatch.setitem(_registry._REGISTRY, name, dataclasses.replace(impl, forward=spy))
+    return seen
+
+
+def test_auto_1x1_runs_gathers_forward_alone_and_shifts_under_grad(monkeypatch):
+    """1x1: the primal of the custom_vjp runs gather's forward (the faster alone), its
+    forward rule shift's (the faster in the forward+backward program); both agree with
+    PyTorch's semantics (lax's values), and the gradients are the rules' own."""
+    seen = _spy_forwards(monkeypatch)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((3, 10, 7, 5)), jnp.float32)  # shapes of this test only
+    w = jnp.asarray(rng.standard_normal((6, 10, 1, 1)), jnp.float32)
+    y = jaxconv.conv2d(x, w, impl="auto")
+    assert seen == ["gather"]
+    np.testing.assert_allclose(y, jaxconv.conv2d(x, w, impl="lax"), rtol=1e-5, atol=1e-5)
+    seen.clear()
+    loss = lambda impl: lambda a, b: jnp.sum(jaxconv.conv2d(a, b, impl=impl) ** 2)
+    value, grads = jax.value_and_grad(loss("auto"), argnums=(0, 1))(x, w)
+    assert seen == ["shift"]
+    ref_value, ref_grads = jax.value_and_grad(loss("lax"), argnums=(0, 1))(x, w)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    for g, r in zip(grads, ref_grads, strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("how", ["triple", "autodiff_jax", "transpose"])
+def test_inference_forward_only_for_auto_custom_conv(monkeypatch, how):
+    """An explicit impl triple, autodiff="jax" and conv_transpose run the forward
+    kernel they name (no inference slot)."""
+    seen = _spy_forwards(monkeypatch)
+    x = jnp.ones((2, 9, 4, 3), jnp.float32)
+    w = jnp.ones((5, 9, 1, 1), jnp.float32)
+    if how == "triple":
+        jaxconv.conv2d(x, w, impl=("shift", "gather", "gather"))
+        assert seen == ["shift"]
+    elif how == "autodiff_jax":
+        jaxconv.conv2d(x, w, impl="auto", autodiff="jax")
+        assert seen == ["shift"]
+    else:  # conv_transpose's forward is the input gradient; its gradient runs F
+        jax.grad(lambda a: jnp.sum(jaxconv.conv_transpose2d(a, w.transpose(1, 0, 2, 3),
+                                                           impl="auto") ** 2))(x)
+        assert seen == ["shift"]
+
+
+def test_explain_auto_names_the_inference_forward():
+    choice = jaxconv.explain_auto((8, 256, 28, 28), (256, 256, 1, 1))
+    assert (choice.forward, choice.inference) == ("shift", "gather")
+    assert re.search(r"^inference\s+gather\s+1x1 kernel.*the faster alone\)$", str(choice),
+                     re.M)
+    dense = jaxconv.explain_auto((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    assert dense.inference is None and "inference" not in str(dense)

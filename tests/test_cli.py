@@ -60,6 +60,8 @@ def test_explain_prints_the_rule_per_kernel(capsys):
     out = capsys.readouterr().out
     assert re.search(r"depthwise_3x3\s+forward\s+shift\s+128 groups of 1 input channels", out)
     assert re.search(r"pointwise_1x1\s+forward\s+shift\s+1x1 kernel", out)
+    assert re.search(r"pointwise_1x1\s+inference\s+gather\s+1x1 kernel.*the faster alone", out)
+    assert not re.search(r"depthwise_3x3\s+inference", out)
 
 
 def test_timed_run_writes_table_and_files(tmp_path, capsys):
@@ -213,6 +215,10 @@ def test_kernels_mode_names_the_fastest_and_autos_pick(tmp_path, capsys):
     assert [r["kernel"] for r in rows] == ["forward", "input_grad", "weight_grad"]
     assert all(r["fastest"] in jaxconv.available_impls() and r["auto"] == "shift"
                for r in rows)
+    # a 1x1 forward timed alone is not differentiated: auto's pick is its inference forward
+    assert main(["bench", "--kernels", "--layer", "2d N=1 C=4 HW=4 O=4 k=1", "--repeats", "1",
+                 "--min-time", "0", "--json", str(path)]) == 0
+    assert [r["auto"] for r in json.loads(path.read_text())] == ["gather", "gather", "gather"]
 
 
 def test_bad_layer_and_impl_exit_with_a_message(capsys):

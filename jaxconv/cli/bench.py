@@ -136,8 +136,7 @@ def run(args) -> int:
         rows = []
         for name, layer in layers.items():
             choice = B.auto_choice(layer)
-            rows += [[name, k, i, why] for k, i, why in zip(KERNELS, choice.impls,
-                                                             choice.reasons, strict=True)]
+            rows += [[name, k, i, why] for k, i, why in choice.rows()]
         text, md = table(["layer", "kernel", "auto picks", "why"], rows)
         print(text)
         _write_markdown(args.markdown, out_md + [md])
@@ -159,7 +158,8 @@ def _run_kernels(args, layers, impls, out_md) -> int:
         for i, kernel in enumerate(KERNELS):
             per = {impl: times[impl][kernel] for impl in impls}
             best = min(per, key=per.get)
-            picked = choice.impls[i]
+            # timed alone, so a forward is not differentiated: auto's inference pick
+            picked = (choice.inference or choice.forward) if i == 0 else choice.impls[i]
             ratio = per[picked] / per[best] if picked in per else None
             rows.append([name, kernel, *(_fmt(per[impl], ".1f") for impl in impls), best,
                          picked, _fmt(ratio)])
