@@ -329,7 +329,9 @@ def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
         spec, _, _, conv_input_shape = conv_transpose_spec(
             "explain_auto", x, w, None, stride, padding, output_padding, groups, dilation,
             None)
-        return choose(spec, conv_input_shape, w.shape, dt, backend, avx512)
+        choice = choose(spec, conv_input_shape, w.shape, dt, backend, avx512)
+        # conv_transpose's forward is input_grad: it runs no inference forward
+        return dataclasses.replace(choice, inference=None, inference_reason="")
     spec, batched = conv_spec("explain_auto", x, w, None, stride, padding, dilation, groups,
                               padding_mode, None)
     return choose(spec, x.shape if batched else (1, *x.shape), w.shape, dt, backend, avx512)

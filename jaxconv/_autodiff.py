@@ -60,6 +60,9 @@ def _forward_fwd(x, w, spec):
 
 
 def _forward_bwd(spec, residuals, g):
+    # the backward program is differentiated code: its F (in T's and W's rules, grad of
+    # grad) is the forward kernel too, not the inference one
+    spec = spec if spec.inference is None else dataclasses.replace(spec, inference=None)
     x, w = residuals
     return input_grad(g, w, spec, x.shape[2:]), weight_grad(x, g, spec, w.shape[2:])
 

@@ -39,7 +39,9 @@ convolution with a padding mode, that took 45.4 instead of 32.7 MiB of
 temporaries and 1.06-1.10x the time (``benchmarks/pad_probe.py``,
 ``benchmarks/results/pad_cpu.md``). Pads of more than
 :data:`ADJOINT_MAX_BORDER` positions on one axis, and negative ones, keep JAX's
-adjoint (each border position is one term of the fused sum).
+adjoint for the whole call (each border position is one term of the fused
+sum). A spatially sharded axis gets its edges by concatenation
+(:mod:`jaxconv._sharding`), with JAX's adjoint.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from jaxconv._spec import (
 )
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
+ADJOINT_MAX_BORDER = 8  # lo + hi on every axis up to which mode_pad's adjoint is the fused sum
 
 
 @functools.cache
@@ -96,9 +99,6 @@ def pad_trailing(x: jnp.ndarray, pads: Pairs, mode: str, value: Any = 0.0) -> jn
         elif lo or hi:
             x = _pad_axis_by_slices(x, axis, lo, hi, mode)
     return x
-
-
-ADJOINT_MAX_BORDER = 8  # lo + hi per axis up to which mode_pad's adjoint is the fused sum
 
 
 def mode_pad(x: jnp.ndarray, pads: Pairs, mode: str) -> jnp.ndarray:

@@ -282,8 +282,11 @@ def _jax_results(config: Config, impls: Sequence[str], dtype: str) -> dict[str, 
     def run(impls, args, cot):
         out = {}
         for impl in impls:
-            y, vjp = jax.vjp(lambda *a, impl=impl: fn(*a, **config.kwargs, impl=impl), *args)
-            out[impl] = (y, *vjp(cot))
+            call = functools.partial(fn, **config.kwargs, impl=impl)
+            _, vjp = jax.vjp(call, *args)
+            # the output of a plain call: auto may run another forward kernel there
+            # (an inference forward) than under differentiation (the VJP's)
+            out[impl] = (call(*args), *vjp(cot))
         return out
 
     def numpy(values):

@@ -348,61 +348,57 @@ def test_bad_impl_tuples_are_rejected(impl):
 
 # --- the inference forward: a call that is not differentiated may run another impl's F ---
 
-def _spy_forwards(monkeypatch):
-    """Replace every impl's forward kernel by one that records its impl's name when
-    traced; returns the list of names."""
-    import dataclasses
-
-    from jaxconv import _registry
-    seen = []
-    for name in _registry.available_impls():
-        impl = _registry.get_impl(name)
-
-        def spy(x, w, spec, impl=impl):
-            seen.append(impl.name)
-            return impl.forward(x, w, spec)
-        monkeypatch.setitem(_registry._REGISTRY, name, dataclasses.replace(impl, forward=spy))
-    return seen
+def _program(fn, *args):
+    """The XLA program id (:func:`jaxconv.benchmark.program_id`) of ``jit(fn)``."""
+    from jaxconv.benchmark import program_id
+    return program_id(jax.jit(fn).lower(*args).compile())
 
 
-def test_auto_1x1_runs_gathers_forward_alone_and_shifts_under_grad(monkeypatch):
-    """1x1: the primal of the custom_vjp runs gather's forward (the faster alone), its
-    forward rule shift's (the faster in the forward+backward program); both agree with
-    PyTorch's semantics (lax's values), and the gradients are the rules' own."""
-    seen = _spy_forwards(monkeypatch)
+def _inference_arrays():
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((3, 10, 7, 5)), jnp.float32)  # shapes of this test only
+    x = jnp.asarray(rng.standard_normal((3, 10, 7, 5)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((6, 10, 1, 1)), jnp.float32)
-    y = jaxconv.conv2d(x, w, impl="auto")
-    assert seen == ["gather"]
-    np.testing.assert_allclose(y, jaxconv.conv2d(x, w, impl="lax"), rtol=1e-5, atol=1e-5)
-    seen.clear()
+    return x, w
+
+
+def test_auto_1x1_runs_gathers_forward_alone_and_shifts_under_grad():
+    """1x1: a plain auto call compiles to gather's forward program (the faster alone),
+    its value_and_grad (and grad of grad) to the program of the triple (shift, gather,
+    gather) (shift's forward is the faster in the forward+backward program); values
+    and gradients agree with lax's."""
+    x, w = _inference_arrays()
+    plain = lambda impl: lambda a, b: jaxconv.conv2d(a, b, impl=impl)
+    assert _program(plain("auto"), x, w) == _program(plain("gather"), x, w)
+    assert _program(plain("auto"), x, w) != _program(plain("shift"), x, w)
     loss = lambda impl: lambda a, b: jnp.sum(jaxconv.conv2d(a, b, impl=impl) ** 2)
-    value, grads = jax.value_and_grad(loss("auto"), argnums=(0, 1))(x, w)
-    assert seen == ["shift"]
-    ref_value, ref_grads = jax.value_and_grad(loss("lax"), argnums=(0, 1))(x, w)
+    triple = ("shift", "gather", "gather")
+    vag = lambda impl: jax.value_and_grad(loss(impl), argnums=(0, 1))
+    assert _program(vag("auto"), x, w) == _program(vag(triple), x, w)
+    assert _program(vag("auto"), x, w) != _program(vag("gather"), x, w)
+    gg = lambda impl: jax.grad(lambda a, b: jnp.sum(jax.grad(loss(impl))(a, b) ** 2))
+    assert _program(gg("auto"), x, w) == _program(gg(triple), x, w)
+    np.testing.assert_allclose(plain("auto")(x, w), plain("lax")(x, w), rtol=1e-5, atol=1e-5)
+    (value, grads), (ref_value, ref_grads) = vag("auto")(x, w), vag("lax")(x, w)
     np.testing.assert_allclose(value, ref_value, rtol=1e-5)
     for g, r in zip(grads, ref_grads, strict=True):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("how", ["triple", "autodiff_jax", "transpose"])
-def test_inference_forward_only_for_auto_custom_conv(monkeypatch, how):
-    """An explicit impl triple, autodiff="jax" and conv_transpose run the forward
-    kernel they name (no inference slot)."""
-    seen = _spy_forwards(monkeypatch)
-    x = jnp.ones((2, 9, 4, 3), jnp.float32)
-    w = jnp.ones((5, 9, 1, 1), jnp.float32)
-    if how == "triple":
-        jaxconv.conv2d(x, w, impl=("shift", "gather", "gather"))
-        assert seen == ["shift"]
-    elif how == "autodiff_jax":
-        jaxconv.conv2d(x, w, impl="auto", autodiff="jax")
-        assert seen == ["shift"]
-    else:  # conv_transpose's forward is the input gradient; its gradient runs F
-        jax.grad(lambda a: jnp.sum(jaxconv.conv_transpose2d(a, w.transpose(1, 0, 2, 3),
-                                                           impl="auto") ** 2))(x)
-        assert seen == ["shift"]
+@pytest.mark.parametrize("how", ["autodiff_jax", "transpose"])
+def test_no_inference_forward_with_autodiff_jax_or_conv_transpose(how):
+    """autodiff="jax" and conv_transpose run the forward kernel auto names for them:
+    their plain programs are those of the impl triple."""
+    x, w = _inference_arrays()
+    triple = ("shift", "gather", "gather")
+    if how == "autodiff_jax":
+        f = lambda impl: lambda a, b: jaxconv.conv2d(a, b, impl=impl, autodiff="jax")
+        assert _program(f("auto"), x, w) == _program(f(triple), x, w)
+    else:  # its forward is the input gradient (gather's); F runs in its gradient
+        g = jnp.ones((3, 6, 7, 5), jnp.float32)
+        f = lambda impl: jax.grad(
+            lambda a, b: jnp.sum(jaxconv.conv_transpose2d(a, b, impl=impl) ** 2))
+        assert _program(f("auto"), g, w) == _program(f(triple), g, w)
+    assert jaxconv.explain_auto((3, 6, 7, 5), (6, 10, 1, 1), transpose=True).inference is None
 
 
 def test_explain_auto_names_the_inference_forward():
