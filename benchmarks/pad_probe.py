@@ -40,8 +40,8 @@ MODES = ("reflect", "replicate", "circular")
 
 
 def variants(layer: B.Layer):
-    """``{name: (fn, args)}`` for one layer (every mode of :data:`MODES` not
-    zeros: the layer's own first)."""
+    """``({"fused": fn, "jax": fn, "zeros": fn}, args)`` for `layer` in its own
+    padding mode: the jitted ``value_and_grad`` of each variant and its arguments."""
     x, w, b = B.layer_arrays(layer)
     pads = ((layer.padding, layer.padding),) * layer.rank
     out = jaxconv.conv(x, w, b, layer.stride, layer.padding, layer.dilation, layer.groups)

@@ -54,15 +54,18 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     return inference_kernel(spec)(x, w, spec)
 
 
+def _training(spec: ConvSpec) -> ConvSpec:
+    """`spec` without its inference forward: differentiated code (the forward rule, and
+    the backward program, whose T and W rules run F under grad of grad) runs ``F``."""
+    return spec if spec.inference is None else dataclasses.replace(spec, inference=None)
+
+
 def _forward_fwd(x, w, spec):
-    training = spec if spec.inference is None else dataclasses.replace(spec, inference=None)
-    return forward(x, w, training), (x, w)
+    return forward(x, w, _training(spec)), (x, w)
 
 
 def _forward_bwd(spec, residuals, g):
-    # the backward program is differentiated code: its F (in T's and W's rules, grad of
-    # grad) is the forward kernel too, not the inference one
-    spec = spec if spec.inference is None else dataclasses.replace(spec, inference=None)
+    spec = _training(spec)
     x, w = residuals
     return input_grad(g, w, spec, x.shape[2:]), weight_grad(x, g, spec, w.shape[2:])
 
