@@ -24,11 +24,12 @@ gradients with few channels or at least ``PHASES_MIN_POSITIONS`` output
 positions take fold's stride phases (space-to-depth and the positions
 threshold were measured on the AVX2 machine only; the rules apply on any CPU).
 
-A kernel's speed can depend on the program around it: gather's 1x1 forward is
-the faster one timed alone, shift's inside the forward+backward program. So a
-choice may name a fourth impl, ``inference``: the forward of a call that is not
-differentiated (the ``jax.custom_vjp``'s primal; :mod:`jaxconv._autodiff`), while
-``forward`` is the one its forward rule runs.
+A kernel's speed can depend on the program around it: on the CPU without
+AVX-512, gather's 1x1 forward is the faster one timed alone, shift's inside the
+forward+backward program (on both AVX-512 machines shift's was the faster alone
+too). So a choice may name a fourth impl, ``inference``: the forward of a call
+that is not differentiated (the ``jax.custom_vjp``'s primal;
+:mod:`jaxconv._autodiff`), while ``forward`` is the one its forward rule runs.
 
 On GPU and TPU auto keeps ``lax`` for every kernel: no measurement there says
 otherwise yet.
@@ -120,7 +121,8 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
     `dtype` is part of the decision's inputs but no rule uses it yet: the rules
     were measured in float32 only. `avx512` says whether the CPU has AVX-512
     (:func:`cpu_has_avx512`): without it, XLA's 2-d weight-gradient convolution
-    is slow and gather computes it where that shows in the whole program."""
+    is slow and gather computes it where that shows in the whole program, and
+    gather's 1x1 forward is the faster one in a call that is not differentiated."""
     if backend != "cpu":
         why = f"backend {backend!r}: lax (no measurement on this backend says otherwise)"
         return AutoChoice("lax", "lax", "lax", (why,) * 3)
@@ -154,10 +156,12 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         return AutoChoice("shift", "shift", "shift", (why,) * 3)
     if taps == 1:
         why = "1x1 kernel: one matmul over channels"
-        return AutoChoice("shift", "gather", "gather", (
-            why + " (shift's, which the forward+backward program runs faster)",
-            why + " (gather)", why + " (gather)"), "gather",
-            why + " (gather's, the faster alone)")
+        reasons = (why + " (shift's, which the forward+backward program runs faster)",
+                   why + " (gather)", why + " (gather)")
+        if avx512:  # shift's forward is also the faster alone there (1.06-1.2x)
+            return AutoChoice("shift", "gather", "gather", reasons)
+        return AutoChoice("shift", "gather", "gather", reasons, "gather",
+                          why + " (gather's, the faster alone on a CPU without AVX-512)")
     if out_positions <= SMALL_SPATIAL:
         why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}): "
                "im2col + one matmul")

@@ -361,15 +361,19 @@ def _inference_arrays():
     return x, w
 
 
-def test_auto_1x1_runs_gathers_forward_alone_and_shifts_under_grad():
-    """1x1: a plain auto call compiles to gather's forward program (the faster alone),
-    its value_and_grad (and grad of grad) to the program of the triple (shift, gather,
-    gather) (shift's forward is the faster in the forward+backward program); values
-    and gradients agree with lax's."""
+@pytest.mark.parametrize("avx512", [False, True])
+def test_auto_1x1_forward_alone_and_under_grad(monkeypatch, avx512):
+    """1x1 on a CPU without AVX-512: a plain auto call compiles to gather's forward
+    program (the faster alone there), its value_and_grad (and grad of grad) to the
+    program of the triple (shift, gather, gather) (shift's forward is the faster in
+    the forward+backward program). With AVX-512 the plain call is shift's forward
+    (the faster alone too). Values and gradients agree with lax's."""
+    monkeypatch.setattr(_auto, "cpu_has_avx512", lambda: avx512)
     x, w = _inference_arrays()
     plain = lambda impl: lambda a, b: jaxconv.conv2d(a, b, impl=impl)
-    assert _program(plain("auto"), x, w) == _program(plain("gather"), x, w)
-    assert _program(plain("auto"), x, w) != _program(plain("shift"), x, w)
+    alone, other = ("shift", "gather") if avx512 else ("gather", "shift")
+    assert _program(plain("auto"), x, w) == _program(plain(alone), x, w)
+    assert _program(plain("auto"), x, w) != _program(plain(other), x, w)
     loss = lambda impl: lambda a, b: jnp.sum(jaxconv.conv2d(a, b, impl=impl) ** 2)
     triple = ("shift", "gather", "gather")
     vag = lambda impl: jax.value_and_grad(loss(impl), argnums=(0, 1))
@@ -402,9 +406,12 @@ def test_no_inference_forward_with_autodiff_jax_or_conv_transpose(how):
 
 
 def test_explain_auto_names_the_inference_forward():
-    choice = jaxconv.explain_auto((8, 256, 28, 28), (256, 256, 1, 1))
+    choice = jaxconv.explain_auto((8, 256, 28, 28), (256, 256, 1, 1), avx512=False)
     assert (choice.forward, choice.inference) == ("shift", "gather")
-    assert re.search(r"^inference\s+gather\s+1x1 kernel.*the faster alone\)$", str(choice),
-                     re.M)
+    assert re.search(r"^inference\s+gather\s+1x1 kernel.*the faster alone on a CPU without "
+                     r"AVX-512\)$", str(choice), re.M)
+    with_avx512 = jaxconv.explain_auto((8, 256, 28, 28), (256, 256, 1, 1), avx512=True)
+    assert with_avx512.impls == choice.impls and with_avx512.inference is None
+    assert "inference" not in str(with_avx512)
     dense = jaxconv.explain_auto((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
     assert dense.inference is None and "inference" not in str(dense)

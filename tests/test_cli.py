@@ -12,7 +12,7 @@ import jax
 import pytest
 
 import jaxconv
-from jaxconv import benchmark
+from jaxconv import _auto, benchmark
 from jaxconv.cli import bench, main
 
 TINY = "2d N=1 C=4 HW=6 O=4 k=3 p=1 g=4"
@@ -55,7 +55,8 @@ def test_header_names_the_malloc_settings(monkeypatch, capsys, env, words):
     assert capsys.readouterr().out.splitlines()[0].endswith(words)
 
 
-def test_explain_prints_the_rule_per_kernel(capsys):
+def test_explain_prints_the_rule_per_kernel(capsys, monkeypatch):
+    monkeypatch.setattr(_auto, "cpu_has_avx512", lambda: False)  # the 1x1 inference rule
     assert main(["bench", "--explain", "--layers", "depthwise_3x3", "pointwise_1x1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"depthwise_3x3\s+forward\s+shift\s+128 groups of 1 input channels", out)
@@ -207,7 +208,8 @@ def test_plot_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_kernels_mode_names_the_fastest_and_autos_pick(tmp_path, capsys):
+def test_kernels_mode_names_the_fastest_and_autos_pick(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_auto, "cpu_has_avx512", lambda: False)  # the 1x1 inference rule
     path = tmp_path / "k.json"
     assert main(["bench", "--kernels", "--layer", TINY, "--repeats", "1", "--min-time", "0",
                  "--json", str(path)]) == 0
@@ -216,9 +218,14 @@ def test_kernels_mode_names_the_fastest_and_autos_pick(tmp_path, capsys):
     assert all(r["fastest"] in jaxconv.available_impls() and r["auto"] == "shift"
                for r in rows)
     # a 1x1 forward timed alone is not differentiated: auto's pick is its inference forward
-    assert main(["bench", "--kernels", "--layer", "2d N=1 C=4 HW=4 O=4 k=1", "--repeats", "1",
-                 "--min-time", "0", "--json", str(path)]) == 0
+    # (gather's without AVX-512; with it there is none, and the pick is the forward, shift's)
+    pointwise = ["bench", "--kernels", "--layer", "2d N=1 C=4 HW=4 O=4 k=1", "--repeats", "1",
+                 "--min-time", "0", "--json", str(path)]
+    assert main(pointwise) == 0
     assert [r["auto"] for r in json.loads(path.read_text())] == ["gather", "gather", "gather"]
+    monkeypatch.setattr(_auto, "cpu_has_avx512", lambda: True)
+    assert main(pointwise) == 0
+    assert [r["auto"] for r in json.loads(path.read_text())] == ["shift", "gather", "gather"]
 
 
 def test_bad_layer_and_impl_exit_with_a_message(capsys):
