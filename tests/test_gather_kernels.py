@@ -1,5 +1,5 @@
-"""The gather and shift kernels against the lax kernels and autodiff; gather's jaxpr and its
-memory budget."""
+"""The gather, shift and fold kernels against the lax kernels and autodiff; gather's jaxpr
+and its memory budget."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pytest
 from jax.extend.core import ClosedJaxpr, Jaxpr
 
 import jaxconv
+from jaxconv.impls import fold as _fold
 from jaxconv.impls import gather as _gather
 from jaxconv.impls import lax as _lax
 from jaxconv.impls import shift as _shift
 
-PEERS = {"gather": _gather, "shift": _shift}
+PEERS = {"gather": _gather, "shift": _shift, "fold": _fold}
 
 # (groups, C_in, C_out): plain, two groups, depthwise with channel multiplier 2.
 GROUPINGS = ((1, 3, 2), (2, 4, 6), (3, 3, 6))
@@ -124,6 +125,44 @@ def test_kernels_match_lax_and_autodiff(case, impl):
     spec = _spec(rank, stride, dilation, groups, pads)
     x, w, g = _arrays(rank, batch, c_in, c_out, groups, spec)
     _check(_gather_and_lax(spec, impl=PEERS[impl])(x, w, g))
+
+
+@pytest.mark.parametrize(("rank", "groups", "stride", "dilation", "pads", "cropped"), [
+    (3, 1, 1, 1, ((1, 1), (1, 1), (0, 0)), False),
+    (3, 2, 1, 2, ((2, 0), (0, 1), (1, 1)), False),
+    (3, 4, 1, 1, ((3, 3), (1, 1), (1, 1)), False),  # padding past the kernel's extent
+    (3, 1, (1, 2, 1), 1, ((0, 1), (1, 1), (1, 0)), True),  # stride on a later axis; g cropped
+    (3, 2, (2, 1, 1), 1, ((1, 1), (0, 0), (1, 1)), False),  # stride phases, then the fold
+    (4, 1, 1, 1, ((1, 1), (0, 1), (1, 1), (0, 0)), False),
+    (4, 2, 1, (2, 1, 1, 1), ((1, 2), (1, 1), (0, 0), (1, 0)), True),
+])
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_fold_input_grad_folds_the_leading_axis_into_output_channels(
+        rank, groups, stride, dilation, pads, cropped, dtype):
+    """fold's stride-1 input gradient of rank >= 3 (one (r-1)-d input gradient with the
+    leading taps as output channels, then shifted slices summed) equals lax's, with
+    groups, leading dilation, padding beyond the kernel, a g with fewer planes than the
+    output (an earlier crop), stride phases around it, 4-d, and half precision."""
+    stride = (stride,) * rank if isinstance(stride, int) else stride
+    dilation = (dilation,) * rank if isinstance(dilation, int) else dilation
+    spec = jaxconv.ConvSpec(rank=rank, stride=stride, padding=pads, dilation=dilation,
+                            groups=groups, padding_mode="zeros", impl="fold")
+    spatial, kernel = (7, 6, 5, 4)[:rank], (3, 2, 3, 2)[:rank]
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((2 * groups, 2, *kernel))
+    out = list(spec.output_spatial(spatial, kernel))
+    if cropped:
+        out[0] -= 1
+    g = rng.standard_normal((2, 2 * groups, *out))
+    g, w = jnp.asarray(g, dtype), jnp.asarray(w, dtype)
+    actual = _fold.input_grad(g, w, spec, spatial)
+    # the reference: lax's, in float64 on the same (rounded) values; bfloat16 results
+    # are rounded once, to 8 significant bits
+    expected = _lax.input_grad(g.astype(jnp.float64), w.astype(jnp.float64), spec, spatial)
+    assert actual.dtype == jnp.dtype(dtype) and actual.shape == expected.shape
+    scale = float(jnp.max(jnp.abs(expected)))
+    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected), rtol=0,
+                               atol=1e-10 if dtype == "float64" else 2**-8 * scale)
 
 
 @pytest.mark.parametrize("path", ["unrolled", "dot_general"])

@@ -38,11 +38,25 @@ group-major (``(g, c, k)``), so ``feature_group_count`` is unchanged. The
 result ``(N·P, O, ...)`` is reshaped and transposed back to ``(N, O, P, ...)``.
 The work is the same; the copy is ``K / s`` times the input.
 
-Input gradient: with stride 1 on every axis it is the forward correlation of
-``g`` with the flipped, group-transposed kernel (derived in
-:mod:`jaxconv.impls.lax`), folded the same way (ranks 1 and 2: the lax impl's
-stride-1 kernel). With a stride ``s`` (and dilation 1 on that axis; otherwise
-the lax impl) it is split into ``s`` phases per axis, the sub-pixel
+Input gradient: with stride 1 on every axis, ranks 1 and 2 take the lax impl's
+kernel. Rank ``r >= 3`` folds the first spatial axis on the *output* side.
+Input plane ``i`` (of the zero-padded input, ``lo`` rows cropped) is reached
+through tap ``k`` from output plane ``p = i + lo - k·d``, so ::
+
+    dx[b, c, i, ...] = Σ_k z[(b, i + lo - k·d), (k, c), ...]      (0 <= p < P only)
+    z = T_{r-1}(g[(b, p), o, ...], W'),   W'[o, (k, c), ...] = w[o, c, k, ...]
+
+one ``(r-1)``-d input gradient of all ``N·P`` planes of ``g`` (batch ``N·P``, a
+transpose) with the ``K`` taps stacked as ``K·C`` input-gradient channels
+(group-major, ``(γ, k, c)``), then ``K`` shifted slices of ``z`` summed. The
+fold on the input side (the forward correlation of ``g`` with the flipped
+kernel, folded like the forward) copied ``g`` ``K`` times and gave XLA a
+convolution with ``C`` outputs; this one copies nothing and gives it ``K·C``
+(``python -m jaxconv bench --kernels``: video_3d's input gradient about twice
+as fast). Half precision: ``z`` and the sum in float32, rounded once.
+
+With a stride ``s`` (and dilation 1 on that axis; otherwise the lax impl) the
+input gradient is split into ``s`` phases per axis, the sub-pixel
 decomposition, so that XLA never sees ``lhs_dilation``. Write ``j = i + lo``
 for input row ``i`` in padded coordinates; ``j = p·s + k`` is reached from
 output ``p`` through tap ``k``. For the phase ``j = q·s + ρ`` only the taps
@@ -107,6 +121,7 @@ from jax import lax
 from jaxconv._registry import Impl, register_impl
 from jaxconv._spec import ConvSpec
 from jaxconv.impls import lax as lax_impl
+from jaxconv.impls._xla import accumulation_dtype
 
 SPLIT_MAX_GROUPS = 16  # at most this many groups: one dense XLA convolution per group
 # Space-to-depth, 2-d: at most this much more work in zero taps (7x7 stride 2: 0.31, 11x11
@@ -262,7 +277,39 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
         return lax_impl.input_grad(g, w, spec, in_spatial)
     if spec.rank <= 2:
         return lax_impl.input_grad(g, w, spec, in_spatial)
-    return lax_impl.input_grad_as_forward(forward, g, w, spec, in_spatial)
+    return _input_grad_output_folded(g, w, spec, in_spatial)
+
+
+def _input_grad_output_folded(g: jax.Array, w: jax.Array, spec: ConvSpec,
+                              in_spatial) -> jax.Array:
+    """Stride-1 input gradient of rank >= 3: one ``(r-1)``-d input gradient of every
+    plane of ``g`` with the leading taps as extra output channels, then a sum of
+    ``K`` shifted slices along the leading axis (module docstring)."""
+    n, out_channels, planes, *rest = g.shape
+    _, group_in, taps, *kernel = w.shape
+    groups, (lo, _), dilation, depth = spec.groups, spec.zero_padding[0], spec.dilation[0], \
+        in_spatial[0]
+    # Half precision: the planes' gradients and their sum in float32, rounded once.
+    acc = accumulation_dtype(g.dtype)
+    # W'[o, (k, c)] = w[o, c, k]: within each group the input channels are (tap, channel)
+    stacked = jnp.moveaxis(w, 2, 1).reshape(out_channels, taps * group_in, *kernel)
+    inner = ConvSpec(rank=spec.rank - 1, stride=spec.stride[1:],
+                     padding=spec.zero_padding[1:], dilation=spec.dilation[1:],
+                     groups=groups, impl="fold", precision=spec.precision)
+    planes_g = jnp.moveaxis(g, 2, 1).reshape(n * planes, out_channels, *rest)
+    z = input_grad(planes_g.astype(acc), stacked.astype(acc), inner,
+                   tuple(in_spatial[1:]))  # (N·P, (γ, k, c), ...)
+    z = z.reshape(n, planes, groups, taps, group_in, *in_spatial[1:])
+    dx = jnp.zeros((n, depth, groups, group_in, *in_spatial[1:]), acc)
+    for k in range(taps):
+        shift = lo - k * dilation  # input plane i gets tap k from output plane i + shift
+        first, stop = max(0, -shift), min(depth, planes - shift)
+        if first < stop:
+            piece = z[:, first + shift:stop + shift, :, k]
+            dx = dx + jnp.pad(piece, [(0, 0), (first, depth - stop)]
+                              + [(0, 0)] * (piece.ndim - 2))
+    dx = dx.reshape(n, depth, groups * group_in, *in_spatial[1:])
+    return jnp.moveaxis(dx, 1, 2).astype(g.dtype)
 
 
 def _input_grad_by_phases(g: jax.Array, w: jax.Array, spec: ConvSpec,
