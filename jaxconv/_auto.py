@@ -167,7 +167,7 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
                "im2col + one matmul")
         return AutoChoice("gather", "gather", "gather", (why,) * 3)
     if spec.rank >= 3:
-        t_how = ("folded to 2-d" if not strided else
+        t_how = ("folded to 2-d on the output side" if not strided else
                  "stride phases, each folded to 2-d" if phases else
                  "strided and dilated on one axis: XLA's convolution (fold = lax)")
         return AutoChoice("fold", "fold", "fold", (
