@@ -158,7 +158,8 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         why = "1x1 kernel: one matmul over channels"
         reasons = (why + " (shift's, which the forward+backward program runs faster)",
                    why + " (gather)", why + " (gather)")
-        if avx512:  # shift's forward is also the faster alone there (1.06-1.2x)
+        if avx512:  # shift's forward is the faster alone there too: 1.08-1.2x in the
+            # suites of benchmarks/results/intel and zen5, 1.13x in zen5's kernel table
             return AutoChoice("shift", "gather", "gather", reasons)
         return AutoChoice("shift", "gather", "gather", reasons, "gather",
                           why + " (gather's, the faster alone on a CPU without AVX-512)")

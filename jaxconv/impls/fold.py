@@ -158,10 +158,14 @@ def _fold(x: jax.Array, spec: ConvSpec, taps: int,
              for k in range(taps)]  # each (N, C, P, *S)
     folded = jnp.stack(slabs, axis=2)  # (N, C, K, P, *S)
     folded = jnp.moveaxis(folded, 3, 1).reshape(n_batch * planes, channels * taps, *rest)
-    inner = dataclasses.replace(spec, rank=spec.rank - 1, stride=spec.stride[1:],
-                                padding=spec.zero_padding[1:], dilation=spec.dilation[1:],
-                                padding_mode="zeros")
-    return folded, inner
+    return folded, _inner_spec(spec)
+
+
+def _inner_spec(spec: ConvSpec) -> ConvSpec:
+    """The ``(r-1)``-d spec of the axes after the first (its zero padding only)."""
+    return dataclasses.replace(spec, rank=spec.rank - 1, stride=spec.stride[1:],
+                               padding=spec.zero_padding[1:], dilation=spec.dilation[1:],
+                               padding_mode="zeros")
 
 
 def space_to_depth(spec: ConvSpec, group_in: int, kernel, kernel_name: str) -> bool:
@@ -285,7 +289,7 @@ def _input_grad_output_folded(g: jax.Array, w: jax.Array, spec: ConvSpec,
     """Stride-1 input gradient of rank >= 3: one ``(r-1)``-d input gradient of every
     plane of ``g`` with the leading taps as extra output channels, then a sum of
     ``K`` shifted slices along the leading axis (module docstring)."""
-    n, out_channels, planes, *rest = g.shape
+    n, out_channels, planes = g.shape[:3]
     _, group_in, taps, *kernel = w.shape
     groups, (lo, _), dilation, depth = spec.groups, spec.zero_padding[0], spec.dilation[0], \
         in_spatial[0]
@@ -293,11 +297,7 @@ def _input_grad_output_folded(g: jax.Array, w: jax.Array, spec: ConvSpec,
     acc = accumulation_dtype(g.dtype)
     # W'[o, (k, c)] = w[o, c, k]: within each group the input channels are (tap, channel)
     stacked = jnp.moveaxis(w, 2, 1).reshape(out_channels, taps * group_in, *kernel)
-    inner = ConvSpec(rank=spec.rank - 1, stride=spec.stride[1:],
-                     padding=spec.zero_padding[1:], dilation=spec.dilation[1:],
-                     groups=groups, impl="fold", precision=spec.precision)
-    planes_g = jnp.moveaxis(g, 2, 1).reshape(n * planes, out_channels, *rest)
-    z = input_grad(planes_g.astype(acc), stacked.astype(acc), inner,
+    z = input_grad(_fold_batch(g).astype(acc), stacked.astype(acc), _inner_spec(spec),
                    tuple(in_spatial[1:]))  # (N·P, (γ, k, c), ...)
     z = z.reshape(n, planes, groups, taps, group_in, *in_spatial[1:])
     dx = jnp.zeros((n, depth, groups, group_in, *in_spatial[1:]), acc)
