@@ -194,6 +194,19 @@ def test_conv_transpose_is_described_by_the_convolution_it_transposes():
     assert choice.impls == ("shift",) * 3
 
 
+@pytest.mark.parametrize(("shapes", "kwargs", "side"), [
+    (((2, 16, 8, 32, 32), (32, 16, 3, 3, 3)), dict(padding=1), "output"),
+    (((2, 8, 8, 32, 32), (64, 8, 3, 3, 3)), dict(padding=1), "input"),
+    (((2, 16, 8, 32, 32), (16, 16, 3, 3, 3)), dict(padding=1, stride=(2, 1, 1)), "input"),
+])
+def test_explain_auto_names_the_side_of_the_3d_forward_fold(shapes, kwargs, side):
+    """fold's 3-d forward folds on the output side with stride 1 there and at most
+    OUTPUT_SIDE_MAX_RATIO times as many outputs as inputs per group; the reason says so."""
+    choice = jaxconv.explain_auto(*shapes, **kwargs, backend="cpu", avx512=True)
+    assert choice.impls[0] == "fold"
+    assert f"folded into batch and channels on the {side} side" in choice.reasons[0]
+
+
 def test_explain_auto_validates_like_the_call():
     with pytest.raises(ValueError, match=re.escape(
             "jaxconv.explain_auto: padding='same' is not supported for strided convolutions")):

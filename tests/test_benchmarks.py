@@ -111,3 +111,20 @@ def test_noise_probe_bench_runs_follow_the_bench_sampling(monkeypatch):
         taken = len(benchmark.interleaved_samples({"a": run}, 7,
                                                   benchmark.DEFAULT_MIN_TIME)["a"])
         assert probe.bench_runs(ms, 7) == taken, ms
+
+
+def test_fold_side_probe_quick():
+    """The fold-side probe checks both sides of fold's 3-d forward against lax (it exits
+    non-zero otherwise) and says which side fold takes; bad counts are refused."""
+    probe = str(ROOT / "benchmarks" / "fold_side_probe.py")
+    run = subprocess.run([sys.executable, probe, "--quick", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "| quick_4_4 | 4 | 4 |" in run.stdout and run.stdout.count("| output |") == 1
+    assert "| quick_2_8 | 2 | 8 |" in run.stdout and run.stdout.count("| input |") == 1
+    assert "Both sides vs the lax impl, max |difference| / max |lax|: " in run.stdout
+    bad = subprocess.run([sys.executable, probe, "--repeats", "0"], capture_output=True,
+                         text=True, timeout=600)
+    assert bad.returncode == 2
+    assert "--repeats must be at least 1, got 0" in bad.stderr
+

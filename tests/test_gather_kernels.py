@@ -165,6 +165,63 @@ def test_fold_input_grad_folds_the_leading_axis_into_output_channels(
                                atol=1e-10 if dtype == "float64" else 2**-8 * scale)
 
 
+@pytest.mark.parametrize(("rank", "groups", "stride", "dilation", "pads", "channels"), [
+    (3, 1, 1, 1, ((1, 1), (1, 1), (0, 0)), (3, 2)),
+    (3, 2, 1, 2, ((2, 0), (0, 1), (1, 1)), (2, 4)),
+    (3, 4, 1, 1, ((3, 3), (1, 1), (1, 1)), (1, 2)),  # padding past the kernel's extent
+    (3, 1, (1, 2, 1), 1, ((0, 1), (1, 1), (1, 0)), (2, 5)),  # stride on a later axis
+    (3, 2, (2, 1, 1), 1, ((1, 1), (0, 0), (1, 1)), (2, 2)),  # strided first axis: input side
+    (4, 1, 1, 1, ((1, 1), (0, 1), (1, 1), (0, 0)), (2, 3)),
+    (4, 2, 1, (2, 1, 1, 1), ((1, 2), (1, 1), (0, 0), (1, 0)), (3, 2)),
+])
+@pytest.mark.parametrize("side", ["output", "input"])
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_fold_forward_on_either_side_of_the_leading_axis(
+        monkeypatch, rank, groups, stride, dilation, pads, channels, side, dtype):
+    """fold's forward of rank >= 3 folded on the output side (one (r-1)-d forward of
+    every input plane with the leading taps as output channels, then shifted slices
+    summed) and on the input side both equal lax's, with groups, leading dilation,
+    padding beyond the kernel, strides, 4-d and half precision; the channel ratio
+    picks the side."""
+    stride = (stride,) * rank if isinstance(stride, int) else stride
+    dilation = (dilation,) * rank if isinstance(dilation, int) else dilation
+    spec = jaxconv.ConvSpec(rank=rank, stride=stride, padding=pads, dilation=dilation,
+                            groups=groups, padding_mode="zeros", impl="fold")
+    (group_in, per_group), spatial, kernel = channels, (7, 6, 5, 4)[:rank], (3, 2, 3, 2)[:rank]
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, group_in * groups, *spatial)), dtype)
+    w = jnp.asarray(rng.standard_normal((per_group * groups, group_in, *kernel)), dtype)
+    output_side = []
+    folded = _fold._forward_output_folded
+    monkeypatch.setattr(_fold, "_forward_output_folded",
+                        lambda *a: output_side.append(True) or folded(*a))
+    monkeypatch.setattr(_fold, "OUTPUT_SIDE_MAX_RATIO", 10**6 if side == "output" else 0)
+    actual = _fold.forward(x, w, spec)
+    assert bool(output_side) == (side == "output" and stride[0] == 1)
+    expected = _lax.forward(x.astype(jnp.float64), w.astype(jnp.float64), spec)
+    assert actual.dtype == jnp.dtype(dtype) and actual.shape == expected.shape
+    scale = float(jnp.max(jnp.abs(expected)))
+    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected), rtol=0,
+                               atol=1e-10 if dtype == "float64" else 2**-8 * scale)
+
+
+@pytest.mark.parametrize(("group_in", "per_group", "output_side"), [
+    (16, 32, True), (16, 16, True), (64, 16, True), (16, 33, False), (8, 64, False)])
+def test_fold_forward_side_follows_the_channel_ratio(monkeypatch, group_in, per_group,
+                                                     output_side):
+    """The output side when a group's outputs are at most OUTPUT_SIDE_MAX_RATIO (2) times
+    its inputs."""
+    calls = []
+    folded = _fold._forward_output_folded
+    monkeypatch.setattr(_fold, "_forward_output_folded", lambda *a: calls.append(a) or folded(*a))
+    spec = jaxconv.ConvSpec(rank=3, stride=(1, 1, 1), padding=((1, 1),) * 3,
+                            dilation=(1, 1, 1), groups=2, padding_mode="zeros", impl="fold")
+    x = jax.ShapeDtypeStruct((1, 2 * group_in, 4, 4, 4), jnp.float32)
+    w = jax.ShapeDtypeStruct((2 * per_group, group_in, 3, 3, 3), jnp.float32)
+    jax.eval_shape(lambda a, b: _fold.forward(a, b, spec), x, w)  # traced, not run
+    assert bool(calls) == output_side
+
+
 @pytest.mark.parametrize("path", ["unrolled", "dot_general"])
 def test_shift_channel_sum_paths_agree(monkeypatch, path):
     """shift sums channels either as unrolled multiply-adds (and the weight gradient as one

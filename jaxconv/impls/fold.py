@@ -38,6 +38,28 @@ group-major (``(g, c, k)``), so ``feature_group_count`` is unchanged. The
 result ``(N·P, O, ...)`` is reshaped and transposed back to ``(N, O, P, ...)``.
 The work is the same; the copy is ``K / s`` times the input.
 
+The same sum can be folded on the *output* side instead. Input plane ``i`` of
+``x`` (unpadded) is tap ``k`` of output plane ``p`` when ``i = p·s + k·d - lo``, so
+with stride 1 on the folded axis ::
+
+    y[b, o, p, ...] = Σ_k z[(b, p + k·d - lo), (k, o), ...]      (0 <= p + k·d - lo < n only)
+    z = F_{r-1}(x[(b, i)], W''),   W''[(k, o), c, ...] = w[o, c, k, ...]
+
+one ``(r-1)``-d forward of every plane of ``x`` (batch ``N·n``, a transpose; no
+copy of ``x``) with the ``K`` taps stacked as ``K·O`` output channels
+(group-major, ``(γ, k, o)``), then ``K`` shifted slices of ``z`` summed; planes
+beyond the last one any output reads are not computed. It writes ``z``, ``K``
+times the output, where the input side copies ``x`` ``K`` times, so it pays
+when the output has few channels against the input: fold takes it when a
+group's output channels are at most :data:`OUTPUT_SIDE_MAX_RATIO` times its
+input channels and the stride on the folded axis is 1 (a strided axis would
+compute ``s`` times the planes). ``python benchmarks/fold_side_probe.py`` times
+both sides on 3x3x3 layers (``benchmarks/results/zen5/fold_side_cpu.md``, an
+AVX-512 CPU: output side / input side 0.49x at 64 -> 16 channels, 0.72x and
+0.87x at equal counts, 0.82x and 0.97x at twice as many outputs, 1.12x at four
+times, 1.61x at eight). Half precision: ``z`` and the sum in float32, rounded
+once.
+
 Input gradient: with stride 1 on every axis, ranks 1 and 2 take the lax impl's
 kernel. Rank ``r >= 3`` folds the first spatial axis on the *output* side.
 Input plane ``i`` (of the zero-padded input, ``lo`` rows cropped) is reached
@@ -135,6 +157,9 @@ S2D_MAX_EXTRA = fractions.Fraction(1, 3)
 S2D_F_MAX_IN = 32
 S2D_T_MAX_IN = 4
 S2D_W_MAX_IN = 16
+# Rank >= 3 forward: fold on the output side when a group's output channels are at most
+# this many times its input channels (benchmarks/fold_side_probe.py: 2x won, 4x lost)
+OUTPUT_SIDE_MAX_RATIO = 2
 
 
 def _split(spec: ConvSpec) -> bool:
@@ -259,11 +284,50 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
                        inner)
     if spec.rank <= 2:
         return lax_impl.forward(x, w, spec)
+    if spec.stride[0] == 1 and w.shape[0] <= OUTPUT_SIDE_MAX_RATIO * spec.groups * w.shape[1]:
+        return _forward_output_folded(x, w, spec)
     out_channels, group_in, taps, *kernel = w.shape
     planes = spec.output_spatial(x.shape[2:], w.shape[2:])[0]
     folded, inner = _fold(x, spec, taps, planes)
     y = forward(folded, w.reshape(out_channels, group_in * taps, *kernel), inner)
     return _unfold_batch(y, x.shape[0], planes)
+
+
+def _sum_tap_slices(z: jax.Array, length: int, shifts) -> jax.Array:
+    """``out[:, i] = Σ_k z[:, i + shifts[k], :, k]`` for ``i < length``, terms outside
+    ``z``'s planes left out: ``z`` is ``(N, planes, G, K, ...)``, ``out`` ``(N, length, G,
+    ...)``, both folds' sum of shifted slices (module docstring)."""
+    out = jnp.zeros((z.shape[0], length, *z.shape[2:3], *z.shape[4:]), z.dtype)
+    for k, shift in enumerate(shifts):
+        first, stop = max(0, -shift), min(length, z.shape[1] - shift)
+        if first < stop:
+            piece = z[:, first + shift:stop + shift, :, k]
+            out = out + jnp.pad(piece, [(0, 0), (first, length - stop)]
+                                + [(0, 0)] * (piece.ndim - 2))
+    return out
+
+
+def _forward_output_folded(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
+    """Forward of rank >= 3, stride 1 on the first axis: one ``(r-1)``-d forward of every
+    plane of ``x`` with the leading taps as extra output channels, then a sum of ``K``
+    shifted slices along the leading axis (module docstring)."""
+    n, _, depth = x.shape[:3]
+    out_channels, group_in, taps, *kernel = w.shape
+    groups, (lo, _), dilation = spec.groups, spec.zero_padding[0], spec.dilation[0]
+    planes = spec.output_spatial(x.shape[2:], w.shape[2:])[0]
+    used = min(depth, planes + (taps - 1) * dilation - lo)  # planes past these: never read
+    acc = accumulation_dtype(x.dtype)  # half precision: z and the sum in float32
+    # W''[(γ, k, o)] = w[(γ, o), :, k]: within each group the outputs are (tap, channel)
+    per_group = out_channels // groups
+    stacked = w.reshape(groups, per_group, group_in, taps, *kernel)
+    stacked = jnp.moveaxis(stacked, 3, 1).reshape(groups * taps * per_group, group_in, *kernel)
+    z = forward(_fold_batch(x[:, :, :used]).astype(acc), stacked.astype(acc),
+                _inner_spec(spec))  # (N·used, (γ, k, o), ...)
+    z = z.reshape(n, used, groups, taps, per_group, *z.shape[2:])
+    # output plane p gets tap k from input plane p + k·d - lo
+    y = _sum_tap_slices(z, planes, [k * dilation - lo for k in range(taps)])
+    y = y.reshape(n, planes, out_channels, *y.shape[4:])
+    return jnp.moveaxis(y, 1, 2).astype(x.dtype)
 
 
 def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Array:
@@ -300,14 +364,8 @@ def _input_grad_output_folded(g: jax.Array, w: jax.Array, spec: ConvSpec,
     z = input_grad(_fold_batch(g).astype(acc), stacked.astype(acc), _inner_spec(spec),
                    tuple(in_spatial[1:]))  # (N·P, (γ, k, c), ...)
     z = z.reshape(n, planes, groups, taps, group_in, *in_spatial[1:])
-    dx = jnp.zeros((n, depth, groups, group_in, *in_spatial[1:]), acc)
-    for k in range(taps):
-        shift = lo - k * dilation  # input plane i gets tap k from output plane i + shift
-        first, stop = max(0, -shift), min(depth, planes - shift)
-        if first < stop:
-            piece = z[:, first + shift:stop + shift, :, k]
-            dx = dx + jnp.pad(piece, [(0, 0), (first, depth - stop)]
-                              + [(0, 0)] * (piece.ndim - 2))
+    # input plane i gets tap k from output plane i + lo - k·d
+    dx = _sum_tap_slices(z, depth, [lo - k * dilation for k in range(taps)])
     dx = dx.reshape(n, depth, groups * group_in, *in_spatial[1:])
     return jnp.moveaxis(dx, 1, 2).astype(g.dtype)
 
