@@ -128,3 +128,24 @@ def test_fold_side_probe_quick():
     assert bad.returncode == 2
     assert "--repeats must be at least 1, got 0" in bad.stderr
 
+
+def test_xla_library_probe_quick():
+    """The XLA-library probe compiles the convolution and the dot under every setting,
+    checks them against the default (it exits non-zero otherwise) and names what
+    computes each: the default runs both on YNNPACK, the Eigen options the convolution
+    on Eigen."""
+    probe = str(ROOT / "benchmarks" / "xla_library_probe.py")
+    run = subprocess.run([sys.executable, probe, "--quick", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "| convolution | XLA's default | ynn_fusion |" in run.stdout
+    assert ("| convolution | jaxconv.eigen_conv_options() | plain convolution (Eigen) |"
+            in run.stdout)
+    assert "| dot | XLA's default | ynn_fusion |" in run.stdout
+    assert run.stdout.count("| convolution | ") == run.stdout.count("| dot | ") == 7
+    assert "Every program against the default's, max |difference| / max |default|: " \
+        in run.stdout
+    bad = subprocess.run([sys.executable, probe, "--repeats", "0"], capture_output=True,
+                         text=True, timeout=600)
+    assert bad.returncode == 2
+    assert "--repeats must be at least 1, got 0" in bad.stderr
