@@ -171,8 +171,7 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         t_how = ("folded to 2-d on the output side" if not strided else
                  "stride phases, each folded to 2-d" if phases else
                  "strided and dilated on one axis: XLA's convolution (fold = lax)")
-        f_side = ("output" if spec.stride[0] == 1
-                  and group_out <= fold_impl.OUTPUT_SIDE_MAX_RATIO * group_in else "input")
+        f_side = fold_impl.forward_side(spec, mode_padded, weight_shape)
         return AutoChoice("fold", "fold", "fold", (
             f"{spec.rank}-d: one 2-d XLA convolution, the leading axis folded into batch "
             f"and channels on the {f_side} side (XLA's CPU convolution is fast in 2-d only)",

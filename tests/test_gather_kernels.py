@@ -159,10 +159,7 @@ def test_fold_input_grad_folds_the_leading_axis_into_output_channels(
     # the reference: lax's, in float64 on the same (rounded) values; bfloat16 results
     # are rounded once, to 8 significant bits
     expected = _lax.input_grad(g.astype(jnp.float64), w.astype(jnp.float64), spec, spatial)
-    assert actual.dtype == jnp.dtype(dtype) and actual.shape == expected.shape
-    scale = float(jnp.max(jnp.abs(expected)))
-    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected), rtol=0,
-                               atol=1e-10 if dtype == "float64" else 2**-8 * scale)
+    _close_once_rounded(actual, expected, dtype)
 
 
 @pytest.mark.parametrize(("rank", "groups", "stride", "dilation", "pads", "channels"), [
@@ -173,6 +170,7 @@ def test_fold_input_grad_folds_the_leading_axis_into_output_channels(
     (3, 2, (2, 1, 1), 1, ((1, 1), (0, 0), (1, 1)), (2, 2)),  # strided first axis: input side
     (4, 1, 1, 1, ((1, 1), (0, 1), (1, 1), (0, 0)), (2, 3)),
     (4, 2, 1, (2, 1, 1, 1), ((1, 2), (1, 1), (0, 0), (1, 0)), (3, 2)),
+    (3, 17, 1, (2, 1, 1), ((1, 2), (1, 1), (0, 1)), (1, 2)),  # > 16 groups: not split
 ])
 @pytest.mark.parametrize("side", ["output", "input"])
 @pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
@@ -196,30 +194,53 @@ def test_fold_forward_on_either_side_of_the_leading_axis(
     monkeypatch.setattr(_fold, "_forward_output_folded",
                         lambda *a: output_side.append(True) or folded(*a))
     monkeypatch.setattr(_fold, "OUTPUT_SIDE_MAX_RATIO", 10**6 if side == "output" else 0)
-    actual = _fold.forward(x, w, spec)
+    actual = [_fold.forward(x, w, spec)]
     assert bool(output_side) == (side == "output" and stride[0] == 1)
+    if side == "output" and stride[0] == 1:  # also unsplit: the (γ, k, o) channel order
+        actual.append(_fold._forward_output_folded(x, w, spec))
     expected = _lax.forward(x.astype(jnp.float64), w.astype(jnp.float64), spec)
+    for result in actual:
+        _close_once_rounded(result, expected, dtype)
+
+
+def _close_once_rounded(actual, expected, dtype):
+    """`actual` equals the float64 `expected` to float64 precision, or (half precision)
+    rounded once: within half a unit in the last place (2**-8 relative for bfloat16),
+    plus a float32 accumulation's error."""
     assert actual.dtype == jnp.dtype(dtype) and actual.shape == expected.shape
     scale = float(jnp.max(jnp.abs(expected)))
-    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected), rtol=0,
-                               atol=1e-10 if dtype == "float64" else 2**-8 * scale)
+    if dtype == "float64":
+        np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=0, atol=1e-10)
+    else:
+        np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected),
+                                   rtol=2**-8, atol=2**-14 * scale)
 
 
-@pytest.mark.parametrize(("group_in", "per_group", "output_side"), [
-    (16, 32, True), (16, 16, True), (64, 16, True), (16, 33, False), (8, 64, False)])
-def test_fold_forward_side_follows_the_channel_ratio(monkeypatch, group_in, per_group,
-                                                     output_side):
-    """The output side when a group's outputs are at most OUTPUT_SIDE_MAX_RATIO (2) times
-    its inputs."""
+@pytest.mark.parametrize("groups", [2, 32])  # split into dense convolutions, or not
+@pytest.mark.parametrize(("group_in", "per_group", "depth", "pad", "output_side"), [
+    (16, 32, 8, 1, True), (16, 16, 8, 1, True), (64, 16, 8, 1, True),
+    (16, 33, 8, 1, False), (8, 64, 8, 1, False),
+    (16, 16, 10, 0, True),  # a padding mode's copy: 10 planes in, 8 out
+    (16, 32, 10, 0, False),  # ... with twice the outputs: 32·10 > 2·16·8
+    (16, 24, 4, 0, False),  # 4 planes in, 2 out: 24·4 > 2·16·2
+])
+def test_fold_forward_side_follows_the_channel_ratio(monkeypatch, groups, group_in, per_group,
+                                                     depth, pad, output_side):
+    """The output side when a group's outputs times the input planes are at most
+    OUTPUT_SIDE_MAX_RATIO (2) times its inputs times the output planes, whether the
+    groups are split first or not; forward_side says the same."""
     calls = []
     folded = _fold._forward_output_folded
     monkeypatch.setattr(_fold, "_forward_output_folded", lambda *a: calls.append(a) or folded(*a))
-    spec = jaxconv.ConvSpec(rank=3, stride=(1, 1, 1), padding=((1, 1),) * 3,
-                            dilation=(1, 1, 1), groups=2, padding_mode="zeros", impl="fold")
-    x = jax.ShapeDtypeStruct((1, 2 * group_in, 4, 4, 4), jnp.float32)
-    w = jax.ShapeDtypeStruct((2 * per_group, group_in, 3, 3, 3), jnp.float32)
+    spec = jaxconv.ConvSpec(rank=3, stride=(1, 1, 1), padding=((pad, pad), (1, 1), (1, 1)),
+                            dilation=(1, 1, 1), groups=groups, padding_mode="zeros",
+                            impl="fold")
+    x = jax.ShapeDtypeStruct((1, groups * group_in, depth, 4, 4), jnp.float32)
+    w = jax.ShapeDtypeStruct((groups * per_group, group_in, 3, 3, 3), jnp.float32)
     jax.eval_shape(lambda a, b: _fold.forward(a, b, spec), x, w)  # traced, not run
     assert bool(calls) == output_side
+    assert _fold.forward_side(spec, x.shape[2:], w.shape) == ("output" if output_side
+                                                              else "input")
 
 
 @pytest.mark.parametrize("path", ["unrolled", "dot_general"])

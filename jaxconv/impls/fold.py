@@ -47,18 +47,17 @@ with stride 1 on the folded axis ::
 
 one ``(r-1)``-d forward of every plane of ``x`` (batch ``N·n``, a transpose; no
 copy of ``x``) with the ``K`` taps stacked as ``K·O`` output channels
-(group-major, ``(γ, k, o)``), then ``K`` shifted slices of ``z`` summed; planes
-beyond the last one any output reads are not computed. It writes ``z``, ``K``
-times the output, where the input side copies ``x`` ``K`` times, so it pays
-when the output has few channels against the input: fold takes it when a
-group's output channels are at most :data:`OUTPUT_SIDE_MAX_RATIO` times its
-input channels and the stride on the folded axis is 1 (a strided axis would
-compute ``s`` times the planes). ``python benchmarks/fold_side_probe.py`` times
-both sides on 3x3x3 layers (``benchmarks/results/zen5/fold_side_cpu.md``, an
-AVX-512 CPU: output side / input side 0.49x at 64 -> 16 channels, 0.72x and
-0.87x at equal counts, 0.82x and 0.97x at twice as many outputs, 1.12x at four
-times, 1.61x at eight). Half precision: ``z`` and the sum in float32, rounded
-once.
+(group-major, ``(γ, k, o)``), then ``K`` shifted slices of ``z`` summed. It
+writes ``z``, ``K`` times the output, where the input side copies ``x`` ``K``
+times, so it pays when the output has few channels against the input; and it
+convolves all ``n`` input planes where the input side computes ``P`` output
+planes, ``n / P`` times the work where the input is not zero-padded on that
+axis (a padding mode's copy, ``'valid'``). So fold takes it
+(:func:`forward_side`) with stride 1 on the folded axis (a strided one would
+compute ``s`` times the planes) when ``(O/G)·n <= 2·(C/G)·P``
+(:data:`OUTPUT_SIDE_MAX_RATIO`). ``python benchmarks/fold_side_probe.py`` times
+both sides (``benchmarks/results/zen5/fold_side_cpu.md``, an AVX-512 CPU).
+Half precision: ``z`` and the sum in float32, rounded once.
 
 Input gradient: with stride 1 on every axis, ranks 1 and 2 take the lax impl's
 kernel. Rank ``r >= 3`` folds the first spatial axis on the *output* side.
@@ -157,8 +156,9 @@ S2D_MAX_EXTRA = fractions.Fraction(1, 3)
 S2D_F_MAX_IN = 32
 S2D_T_MAX_IN = 4
 S2D_W_MAX_IN = 16
-# Rank >= 3 forward: fold on the output side when a group's output channels are at most
-# this many times its input channels (benchmarks/fold_side_probe.py: 2x won, 4x lost)
+# Rank >= 3 forward: fold on the output side when a group's output channels times the input
+# planes are at most this many times its input channels times the output planes
+# (benchmarks/fold_side_probe.py: forward_side)
 OUTPUT_SIDE_MAX_RATIO = 2
 
 
@@ -284,7 +284,7 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
                        inner)
     if spec.rank <= 2:
         return lax_impl.forward(x, w, spec)
-    if spec.stride[0] == 1 and w.shape[0] <= OUTPUT_SIDE_MAX_RATIO * spec.groups * w.shape[1]:
+    if forward_side(spec, x.shape[2:], w.shape) == "output":
         return _forward_output_folded(x, w, spec)
     out_channels, group_in, taps, *kernel = w.shape
     planes = spec.output_spatial(x.shape[2:], w.shape[2:])[0]
@@ -307,6 +307,20 @@ def _sum_tap_slices(z: jax.Array, length: int, shifts) -> jax.Array:
     return out
 
 
+def forward_side(spec: ConvSpec, in_spatial, weight_shape) -> str:
+    """The side (``"output"`` or ``"input"``) on which fold's forward folds the leading
+    axis of a rank >= 3 convolution of `spec` on (zero-padding-only) input of spatial
+    shape `in_spatial` (module docstring): the output side with stride 1 on that axis
+    and ``(O/G)·n <= OUTPUT_SIDE_MAX_RATIO·(C/G)·P`` (``n`` input, ``P`` output planes)."""
+    out_channels, group_in = weight_shape[:2]
+    planes = spec.output_spatial(in_spatial, weight_shape[2:])[0]
+    per_group = out_channels // spec.groups
+    if spec.stride[0] == 1 and (per_group * in_spatial[0]
+                                <= OUTPUT_SIDE_MAX_RATIO * group_in * planes):
+        return "output"
+    return "input"
+
+
 def _forward_output_folded(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     """Forward of rank >= 3, stride 1 on the first axis: one ``(r-1)``-d forward of every
     plane of ``x`` with the leading taps as extra output channels, then a sum of ``K``
@@ -315,15 +329,14 @@ def _forward_output_folded(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Ar
     out_channels, group_in, taps, *kernel = w.shape
     groups, (lo, _), dilation = spec.groups, spec.zero_padding[0], spec.dilation[0]
     planes = spec.output_spatial(x.shape[2:], w.shape[2:])[0]
-    used = min(depth, planes + (taps - 1) * dilation - lo)  # planes past these: never read
     acc = accumulation_dtype(x.dtype)  # half precision: z and the sum in float32
     # W''[(γ, k, o)] = w[(γ, o), :, k]: within each group the outputs are (tap, channel)
     per_group = out_channels // groups
     stacked = w.reshape(groups, per_group, group_in, taps, *kernel)
     stacked = jnp.moveaxis(stacked, 3, 1).reshape(groups * taps * per_group, group_in, *kernel)
-    z = forward(_fold_batch(x[:, :, :used]).astype(acc), stacked.astype(acc),
-                _inner_spec(spec))  # (N·used, (γ, k, o), ...)
-    z = z.reshape(n, used, groups, taps, per_group, *z.shape[2:])
+    z = forward(_fold_batch(x).astype(acc), stacked.astype(acc),
+                _inner_spec(spec))  # (N·n, (γ, k, o), ...)
+    z = z.reshape(n, depth, groups, taps, per_group, *z.shape[2:])
     # output plane p gets tap k from input plane p + k·d - lo
     y = _sum_tap_slices(z, planes, [k * dilation - lo for k in range(taps)])
     y = y.reshape(n, planes, out_channels, *y.shape[4:])
