@@ -35,6 +35,9 @@ SETTINGS = {
     "XLA's default": {},
     "jaxconv.eigen_conv_options()": None,  # filled in main(): the library's own
     "onednn custom call": {"xla_cpu_experimental_onednn_custom_call": True},
+    "onednn custom call, YNNPACK and XNNPACK off": {
+        "xla_cpu_experimental_onednn_custom_call": True, "xla_cpu_use_onednn": False,
+        "xla_cpu_use_xnnpack": False, "xla_cpu_experimental_ynn_fusion_type": ""},
     "onednn fusion, convolution": {
         **_NO_CONV, "xla_cpu_use_onednn": True,
         "xla_cpu_experimental_onednn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"},

@@ -142,7 +142,7 @@ def test_xla_library_probe_quick():
     assert ("| convolution | jaxconv.eigen_conv_options() | plain convolution (Eigen) |"
             in run.stdout)
     assert "| dot | XLA's default | ynn_fusion |" in run.stdout
-    assert run.stdout.count("| convolution | ") == run.stdout.count("| dot | ") == 7
+    assert run.stdout.count("| convolution | ") == run.stdout.count("| dot | ") == 8
     assert "Every program against the default's, max |difference| / max |default|: " \
         in run.stdout
     bad = subprocess.run([sys.executable, probe, "--repeats", "0"], capture_output=True,
