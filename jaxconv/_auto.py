@@ -159,7 +159,8 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         reasons = (why + " (shift's, which the forward+backward program runs faster)",
                    why + " (gather)", why + " (gather)")
         if avx512:  # shift's forward is the faster alone there too: 1.08-1.2x in the
-            # suites of benchmarks/results/intel and zen5, 1.13x in zen5's kernel table
+            # suites of benchmarks/results/intel and zen5 (and git history's zen5 runs),
+            # 1.13-1.29x in zen5's kernel tables
             return AutoChoice("shift", "gather", "gather", reasons)
         return AutoChoice("shift", "gather", "gather", reasons, "gather",
                           why + " (gather's, the faster alone on a CPU without AVX-512)")
