@@ -339,8 +339,8 @@ def _forward_output_folded(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Ar
     z = z.reshape(n, depth, groups, taps, per_group, *z.shape[2:])
     # output plane p gets tap k from input plane p + k·d - lo
     y = _sum_tap_slices(z, planes, [k * dilation - lo for k in range(taps)])
-    y = y.reshape(n, planes, out_channels, *y.shape[4:])
-    return jnp.moveaxis(y, 1, 2).astype(x.dtype)
+    y = y.reshape(n * planes, out_channels, *y.shape[4:])
+    return _unfold_batch(y, n, planes).astype(x.dtype)
 
 
 def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Array:
@@ -379,8 +379,8 @@ def _input_grad_output_folded(g: jax.Array, w: jax.Array, spec: ConvSpec,
     z = z.reshape(n, planes, groups, taps, group_in, *in_spatial[1:])
     # input plane i gets tap k from output plane i + lo - k·d
     dx = _sum_tap_slices(z, depth, [lo - k * dilation for k in range(taps)])
-    dx = dx.reshape(n, depth, groups * group_in, *in_spatial[1:])
-    return jnp.moveaxis(dx, 1, 2).astype(g.dtype)
+    dx = dx.reshape(n * depth, groups * group_in, *in_spatial[1:])
+    return _unfold_batch(dx, n, depth).astype(g.dtype)
 
 
 def _input_grad_by_phases(g: jax.Array, w: jax.Array, spec: ConvSpec,
