@@ -28,8 +28,9 @@ A kernel's speed can depend on the program around it: on the CPU without
 AVX-512, gather's 1x1 forward is the faster one timed alone, shift's inside the
 forward+backward program (on both AVX-512 machines shift's was the faster alone
 too). So a choice may name a fourth impl, ``inference``: the forward of a call
-that is not differentiated (the ``jax.custom_vjp``'s primal;
-:mod:`jaxconv._autodiff`), while ``forward`` is the one its forward rule runs.
+that is not differentiated (the forward primitive's own lowering;
+:mod:`jaxconv._primitives`), while ``forward`` is the one its JVP and
+transposes rebind, so differentiated code runs it.
 
 On GPU and TPU auto keeps ``lax`` for every kernel: no measurement there says
 otherwise yet.
@@ -49,6 +50,7 @@ from jaxconv._registry import available_impls
 from jaxconv._spec import (
     ConvSpec,
     _fail,
+    DTYPES,
     conv_spec,
     conv_transpose_spec,
     dtype_name,
@@ -246,14 +248,14 @@ def cpu_has_avx512() -> bool:
 def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
                  dtype: Any, inference: bool = True) -> ConvSpec:
     """`spec` with ``impl`` set: the named impl, or auto's per-kernel choice (and,
-    with ``autodiff="custom"`` and `inference`, its forward for calls that are not
+    with the hand-written rules (``autodiff="custom"`` or ``"custom_vjp"``) and `inference`, its forward for calls that are not
     differentiated; conv_transpose, whose forward is ``input_grad``, passes False)."""
     impl, primal = check_impl(fn, impl), None
     if impl == "auto":
         choice = choose(spec, tuple(input_shape), tuple(weight_shape), dtype,
                         jax.default_backend(), cpu_has_avx512())
         impl = choice.impls
-        if spec.autodiff == "custom" and inference:
+        if spec.autodiff in ("custom", "custom_vjp") and inference:
             primal = choice.inference
     elif isinstance(impl, str):
         impl = (impl,) * 3
@@ -314,7 +316,7 @@ def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
     fn = "explain_auto"
     input_shape = shape_tuple(fn, "input_shape", input_shape)
     weight_shape = shape_tuple(fn, "weight_shape", weight_shape)
-    dt = np.dtype(jax.numpy.dtype(dtype_name(fn, dtype)))
+    dt = np.dtype(jax.numpy.dtype(dtype_name(fn, dtype, allowed=DTYPES)))
     if backend is not None and not isinstance(backend, str):
         raise _fail(TypeError, fn, "`backend` must be None or a backend name such as 'cpu', "
                     f"'gpu' or 'tpu', got backend={backend!r}.")

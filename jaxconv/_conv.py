@@ -18,9 +18,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxconv import _autodiff, _registry, _sharding
+from jaxconv import _autodiff, _primitives, _registry, _settings, _sharding
 from jaxconv._auto import resolve_impl
-from jaxconv._padding import mode_pad, pad_trailing
+from jaxconv._padding import mode_pad, mode_pad_vjp, pad_trailing
 from jaxconv._spec import ConvSpec, conv_spec
 from jaxconv.impls._xla import accumulation_dtype
 
@@ -28,7 +28,7 @@ from jaxconv.impls._xla import accumulation_dtype
 @functools.partial(jax.jit, static_argnames="spec")
 def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -> jax.Array:
     """Batched convolution for a validated `spec`."""
-    pad = mode_pad if spec.autodiff == "custom" else pad_trailing
+    pad = {"custom": mode_pad, "custom_vjp": mode_pad_vjp, "jax": pad_trailing}[spec.autodiff]
     if spec.padding_mode != "zeros" and accumulation_dtype(x.dtype) != x.dtype:
         # The pre-pad's adjoint adds each border gradient to its source: in float32,
         # so that an entry with m copies is rounded once, not m times (half types).
@@ -36,10 +36,15 @@ def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -
     else:
         x = pad(x, spec.mode_padding, spec.padding_mode)
     if spec.autodiff == "custom":
+        y = _primitives.forward(x, w, spec)
+    elif spec.autodiff == "custom_vjp":
         y = _autodiff.forward(x, w, spec)
     else:
         y = _registry.forward_kernel(spec)(x, w, spec)
     return add_bias(y, b, spec.rank)
+
+
+_settings.register_cache(conv_core.clear_cache)
 
 
 def add_bias(y: jax.Array, b: jax.Array | None, rank: int) -> jax.Array:
@@ -57,8 +62,8 @@ def add_bias(y: jax.Array, b: jax.Array | None, rank: int) -> jax.Array:
 
 FORWARD_MODE_HINT = (
     "forward-mode differentiation (jax.jvp, jax.jacfwd, jax.hessian) can't run through "
-    "jaxconv's hand-written reverse rules (jax.custom_vjp); pass autodiff=\"jax\" to this "
-    "call to let JAX differentiate it in both modes."
+    "autodiff=\"custom_vjp\" (the hand-written rules bound with jax.custom_vjp, reverse mode "
+    "only); the default, autodiff=\"custom\", runs the same rules in both modes."
 )
 
 
@@ -127,11 +132,14 @@ _DOC = """{rank_title} convolution with the semantics of ``torch.nn.functional.{
         weight_grad)`` tuple of names.
       precision: passed to the XLA dot/conv: ``None``, a ``jax.lax.Precision``,
         ``"default"``, ``"high"`` or ``"highest"``.
-      autodiff: ``"custom"`` (default): reverse mode (``jax.grad``, ``vjp``, of
-        any order) runs the impl's hand-written gradient kernels, bound with
-        ``jax.custom_vjp``; forward mode then raises a ``TypeError`` saying to use
-        ``"jax"``. ``"jax"``: JAX differentiates the impl's forward kernel, so
-        ``jax.jvp``, ``jacfwd`` and ``hessian`` work too.
+      autodiff: ``"custom"`` (default): the impl's forward, input-gradient and
+        weight-gradient kernels are JAX primitives, each the transpose of the
+        other two (:mod:`jaxconv._primitives`): reverse mode of any order runs
+        the hand-written gradient kernels, and forward mode (``jax.jvp``,
+        ``jacfwd``, ``hessian``, forward-over-reverse) and ``vmap`` of all of
+        these work. ``"custom_vjp"``: the same rules bound with
+        ``jax.custom_vjp`` (reverse mode only; forward mode raises a
+        ``TypeError``). ``"jax"``: JAX differentiates the impl's forward kernel.
 
     Returns:
       ``(N, C_out, *out)``, or ``(C_out, *out)`` for unbatched input, in the

@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from jaxconv import _autodiff, _registry, _sharding
+from jaxconv import _autodiff, _primitives, _registry, _settings, _sharding
 from jaxconv._auto import resolve_impl
 from jaxconv._conv import add_bias, run_core
 from jaxconv._spec import ConvSpec, conv_transpose_spec
@@ -31,10 +31,15 @@ def conv_transpose_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: C
                         out_spatial: tuple[int, ...]) -> jax.Array:
     """Batched transposed convolution for a validated `spec` (of the transposed conv)."""
     if spec.autodiff == "custom":
+        y = _primitives.input_grad(x, w, spec, out_spatial)
+    elif spec.autodiff == "custom_vjp":
         y = _autodiff.input_grad(x, w, spec, out_spatial)
     else:
         y = _registry.input_grad_kernel(spec)(x, w, spec, out_spatial)
     return add_bias(y, b, spec.rank)
+
+
+_settings.register_cache(conv_transpose_core.clear_cache)
 
 
 def _conv_transpose(fn: str, rank: int | None, input, weight, bias, stride, padding,
@@ -82,8 +87,9 @@ _DOC = """{rank_title} transposed convolution with the semantics of
         :func:`jaxconv.available_impls`, or a ``(forward, input_grad,
         weight_grad)`` tuple of names.
       precision: passed to XLA, as in :func:`jaxconv.conv`.
-      autodiff: ``"custom"`` (hand-written reverse rules) or ``"jax"``, as in
-        :func:`jaxconv.conv`.
+      autodiff: ``"custom"`` (the hand-written rules as primitives: every
+        transformation), ``"custom_vjp"`` (the same rules, reverse mode only) or
+        ``"jax"``, as in :func:`jaxconv.conv`.
 
     Returns:
       ``(N, C_out, *out)``, or ``(C_out, *out)`` for unbatched input, in the

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxconv import _settings
 from jaxconv._auto import check_impl
 from jaxconv._conv import FORWARD_MODE_HINT, conv
 from jaxconv._spec import (
@@ -230,6 +231,9 @@ def _core(lhs, rhs, *, perms, strides, pads, lhs_dilation, rhs_dilation, groups,
     return jnp.transpose(y.astype(out_dtype), np.argsort(out_perm))
 
 
+_settings.register_cache(_core.clear_cache)
+
+
 def conv_general_dilated(
     lhs: Any,
     rhs: Any,
@@ -301,9 +305,10 @@ def conv_general_dilated(
       impl: keyword-only, jaxconv's: ``"auto"``, a name from
         :func:`jaxconv.available_impls`, or a ``(forward, input_grad,
         weight_grad)`` tuple of names.
-      autodiff: keyword-only, jaxconv's: ``"custom"`` (the hand-written reverse
-        rules; forward mode raises) or ``"jax"`` (JAX differentiates the impl's
-        forward kernel; ``jax.jvp`` works too).
+      autodiff: keyword-only, jaxconv's: ``"custom"`` (the hand-written rules
+        bound as primitives: reverse and forward mode, any order), ``"custom_vjp"``
+        (the same rules with ``jax.custom_vjp``; forward mode raises) or ``"jax"``
+        (JAX differentiates the impl's forward kernel).
 
     Returns:
       The convolution, laid out as ``dimension_numbers``'s output spec, in
@@ -317,7 +322,7 @@ def conv_general_dilated(
         compute (integers, complex, bool; lax computes those) or of two
         dtypes; ``preferred_element_type`` that is not a float or narrower than
         the operands; arguments of the wrong kind; forward-mode differentiation
-        with ``autodiff="custom"``.
+        with ``autodiff="custom_vjp"``.
       ValueError: bad values as lax rejects them (ranks, dimension_numbers,
         channel and group counts, non-positive strides or dilations, pad
         counts, string padding with lhs_dilation, negative pads that crop past

@@ -54,6 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 from jaxconv._spec import (
     Pairs,
@@ -101,16 +103,64 @@ def pad_trailing(x: jnp.ndarray, pads: Pairs, mode: str, value: Any = 0.0) -> jn
     return x
 
 
+def _fused_adjoint(pads: Pairs, mode: str) -> bool:
+    """Whether :func:`mode_pad`'s adjoint is :func:`fold_border` (else JAX's)."""
+    return not (mode in ("constant", "zeros") or all(lo == 0 and hi == 0 for lo, hi in pads)
+                or any(lo < 0 or hi < 0 or lo + hi > ADJOINT_MAX_BORDER for lo, hi in pads))
+
+
 def mode_pad(x: jnp.ndarray, pads: Pairs, mode: str) -> jnp.ndarray:
     """:func:`pad_trailing` for the convolutions' pre-pad, with the hand-written
     adjoint of the module docstring where every pair is non-negative with at most
     :data:`ADJOINT_MAX_BORDER` border positions (and JAX's adjoint elsewhere).
-    Reverse mode only (a ``jax.custom_vjp``): callers that need forward-mode
-    derivatives use :func:`pad_trailing`."""
-    if (mode in ("constant", "zeros") or all(lo == 0 and hi == 0 for lo, hi in pads)
-            or any(lo < 0 or hi < 0 or lo + hi > ADJOINT_MAX_BORDER for lo, hi in pads)):
+
+    Bound as a linear primitive (``jaxconv_mode_pad``) whose transpose is
+    :func:`fold_border`: its tangent is the same pad of the tangent, so forward
+    mode, reverse mode of any order and ``vmap`` all run through it."""
+    if not _fused_adjoint(pads, mode):
+        return pad_trailing(x, pads, mode)
+    return mode_pad_p.bind(x, pads=tuple(tuple(p) for p in pads), mode=mode)
+
+
+def mode_pad_vjp(x: jnp.ndarray, pads: Pairs, mode: str) -> jnp.ndarray:
+    """:func:`mode_pad` bound with ``jax.custom_vjp`` (reverse mode only), for
+    ``autodiff="custom_vjp"``."""
+    if not _fused_adjoint(pads, mode):
         return pad_trailing(x, pads, mode)
     return _mode_pad(x, tuple(tuple(p) for p in pads), mode)
+
+
+mode_pad_p = Primitive("jaxconv_mode_pad")
+
+
+def _mode_pad_abstract(x, *, pads, mode):
+    del mode
+    first = x.ndim - len(pads)
+    grown = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape[first:], pads, strict=True))
+    return x.update(shape=(*x.shape[:first], *grown), weak_type=False)
+
+
+def _mode_pad_run(x, *, pads, mode):
+    return pad_trailing(x, pads, mode)
+
+
+def _mode_pad_transpose(ct, x, *, pads, mode):
+    del x
+    return (None if type(ct) is ad.Zero else fold_border(ct, pads, mode),)
+
+
+def _mode_pad_batch(args, dims, *, pads, mode):
+    # The pads apply to the trailing axes: a mapped axis in front is one more batch axis.
+    x = jnp.moveaxis(args[0], dims[0], 0)
+    return mode_pad_p.bind(x, pads=pads, mode=mode), 0
+
+
+mode_pad_p.def_impl(lambda x, *, pads, mode: jax.jit(pad_trailing, static_argnums=(1, 2))(
+    x, pads, mode))
+mode_pad_p.def_abstract_eval(_mode_pad_abstract)
+mlir.register_lowering(mode_pad_p, mlir.lower_fun(_mode_pad_run, multiple_results=False))
+ad.deflinear2(mode_pad_p, _mode_pad_transpose)
+batching.primitive_batchers[mode_pad_p] = _mode_pad_batch
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))

@@ -28,8 +28,12 @@ Adding an implementation is one module under ``jaxconv/impls/`` that calls
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
+
+import jax.numpy as jnp
+from jax import lax
 
 from jaxconv import _nonfinite
 from jaxconv._spec import ConvSpec
@@ -73,9 +77,32 @@ def get_impl(name: str) -> Impl:
 
 def _kernel(spec: ConvSpec, index: int, kind: str, name: str | None = None) -> Kernel:
     kernel = getattr(_REGISTRY[name or spec.kernel_impls[index]], kind)
-    if not _nonfinite.get_exact_nonfinite():
-        return kernel
-    return _nonfinite.guard(kernel, getattr(_REGISTRY[_nonfinite.COUNTING_IMPL], kind), kind)
+    if _nonfinite.get_exact_nonfinite():
+        kernel = _nonfinite.guard(kernel, getattr(_REGISTRY[_nonfinite.COUNTING_IMPL], kind),
+                                  kind)
+    return complex_kernel(kernel)
+
+
+@functools.cache
+def complex_kernel(kernel: Kernel) -> Kernel:
+    """`kernel` (``K(a, b, *static)``, bilinear) for complex operands too, from three
+    real calls (Gauss's product, as PyTorch's ``complex_convolution`` computes it)::
+
+        K(ar + i ai, br + i bi) = (t1 - t2) + i (t3 - t1 - t2),
+        t1 = K(ar, br),  t2 = K(ai, bi),  t3 = K(ar + ai, br + bi).
+
+    Real, integer and bool operands go to `kernel` as they are."""
+
+    @functools.wraps(kernel)
+    def run(a, b, *static):
+        if not jnp.iscomplexobj(a):
+            return kernel(a, b, *static)
+        ar, ai, br, bi = jnp.real(a), jnp.imag(a), jnp.real(b), jnp.imag(b)
+        t1, t2 = kernel(ar, br, *static), kernel(ai, bi, *static)
+        t3 = kernel(ar + ai, br + bi, *static)
+        return lax.complex(t1 - t2, t3 - t1 - t2)
+
+    return run
 
 
 def forward_kernel(spec: ConvSpec) -> Kernel:

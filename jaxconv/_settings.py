@@ -1,15 +1,27 @@
-"""What jaxconv's settings share: clearing the jitted cores when a setting read at
-trace time changes (:func:`jaxconv.set_memory_budget`,
-:func:`jaxconv.set_exact_nonfinite`)."""
+"""What jaxconv's settings share: clearing the caches of traced programs when a
+setting read at trace time changes (:func:`jaxconv.set_memory_budget`,
+:func:`jaxconv.set_exact_nonfinite`).
+
+A module that caches traced programs registers its own clearing function here
+(:func:`register_cache`), so that this module knows nothing of who caches what.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+_CLEARERS: list[Callable[[], None]] = []
+
+
+def register_cache(clear: Callable[[], None]) -> Callable[[], None]:
+    """Have :func:`clear_jitted_cores` call `clear` (a jitted function's
+    ``clear_cache``, a ``functools.cache``'s ``cache_clear``); returns it."""
+    _CLEARERS.append(clear)
+    return clear
+
 
 def clear_jitted_cores() -> None:
-    """Clear the caches of jaxconv's jitted cores, so that every later call of
+    """Clear the caches of jaxconv's traced programs, so that every later call of
     jaxconv's functions and layers traces again."""
-    # Imported here: the cores import the impls and the registry, which read the settings.
-    from jaxconv import _conv, _conv_transpose, _lax_compat
-
-    for core in (_conv.conv_core, _conv_transpose.conv_transpose_core, _lax_compat._core):
-        core.clear_cache()
+    for clear in _CLEARERS:
+        clear()

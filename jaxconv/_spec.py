@@ -21,8 +21,15 @@ from jax import lax
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("same", "valid")
-AUTODIFF_MODES = ("custom", "jax")
-DTYPES = ("float16", "bfloat16", "float32", "float64")
+AUTODIFF_MODES = ("custom", "custom_vjp", "jax")
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+COMPLEX_DTYPES = ("complex64", "complex128")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+# What the convolutions compute: floats and complex (differentiable), integers (exact, with
+# the dtype's wrap-around, as lax and PyTorch's CPU kernels) and bool (as lax computes it).
+DTYPES = FLOAT_DTYPES + COMPLEX_DTYPES + INT_DTYPES + ("bool",)
+# What parameters (layers' weights, verify's runs) are drawn in: PyTorch's init needs these.
+PARAM_DTYPES = FLOAT_DTYPES + COMPLEX_DTYPES
 
 Pairs = tuple[tuple[int, int], ...]
 
@@ -166,9 +173,11 @@ def check_int64(fn: str, name: str, value: int, whole: Any) -> int:
     return value
 
 
-def dtype_name(fn: str, dtype: Any, name: str = "dtype") -> str:
-    """A parameter dtype argument: one of :data:`DTYPES` as a name, a NumPy dtype or a
-    scalar type (``jnp.float32``); ``None`` is PyTorch's default, float32."""
+def dtype_name(fn: str, dtype: Any, name: str = "dtype",
+               allowed: tuple[str, ...] = PARAM_DTYPES) -> str:
+    """A dtype argument: one of `allowed` (default :data:`PARAM_DTYPES`) as a name, a
+    NumPy dtype or a scalar type (``jnp.float32``); ``None`` is PyTorch's default,
+    float32."""
     if dtype is None:
         return "float32"
     resolved = None
@@ -177,8 +186,8 @@ def dtype_name(fn: str, dtype: Any, name: str = "dtype") -> str:
             resolved = jnp.dtype(dtype).name
         except TypeError:
             pass
-    if resolved not in DTYPES:
-        raise _fail(TypeError, fn, f"`{name}` must be one of {DTYPES}, got {name}={dtype!r}.")
+    if resolved not in allowed:
+        raise _fail(TypeError, fn, f"`{name}` must be one of {allowed}, got {name}={dtype!r}.")
     return resolved
 
 

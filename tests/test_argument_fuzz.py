@@ -340,7 +340,7 @@ def valid_option(name: str, v) -> bool:
             isinstance(v, tuple) and len(v) == 3 and all(
                 isinstance(i, str) and i in jaxconv.available_impls() for i in v))
     if name == "autodiff":
-        return isinstance(v, str) and v in ("custom", "jax")
+        return isinstance(v, str) and v in ("custom", "custom_vjp", "jax")
     if name == "precision":
         def one(p):
             if isinstance(p, lax.Precision):

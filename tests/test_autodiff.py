@@ -211,16 +211,16 @@ def test_checkpoint_and_scan(impl):
 
 FORWARD_MODE_MESSAGE = (
     "jaxconv.conv2d: forward-mode differentiation (jax.jvp, jax.jacfwd, jax.hessian) can't "
-    "run through jaxconv's hand-written reverse rules (jax.custom_vjp); pass autodiff=\"jax\" "
-    "to this call to let JAX differentiate it in both modes."
+    "run through autodiff=\"custom_vjp\" (the hand-written rules bound with jax.custom_vjp, "
+    "reverse mode only); the default, autodiff=\"custom\", runs the same rules in both modes."
 )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("transform", ["jvp", "jacfwd", "hessian"])
-def test_forward_mode_with_custom_rules_raises_a_jaxconv_error(impl, transform):
+def test_forward_mode_with_custom_vjp_raises_a_jaxconv_error(impl, transform):
     x, w, b = _data(n=1)
-    f = lambda w: jnp.sum(_layer(impl)(x, w, b) ** 2)
+    f = lambda w: jnp.sum(_layer(impl, autodiff="custom_vjp")(x, w, b) ** 2)
     call = {"jvp": lambda: jax.jvp(f, (w,), (w,)),
             "jacfwd": lambda: jax.jacfwd(f)(w),
             "hessian": lambda: jax.hessian(f)(w)}[transform]
@@ -249,7 +249,8 @@ def test_forward_mode_with_autodiff_jax(impl):
 def test_autodiff_argument_is_validated():
     x, w, b = _data(n=1)
     with pytest.raises(ValueError, match=re.escape(
-            "jaxconv.conv2d: `autodiff` must be one of ('custom', 'jax'), got autodiff='fwd'.")):
+            "jaxconv.conv2d: `autodiff` must be one of ('custom', 'custom_vjp', 'jax'), got "
+            "autodiff='fwd'.")):
         jaxconv.conv2d(x, w, b, autodiff="fwd")
 
 
@@ -271,10 +272,10 @@ def _custom_vjp_names(jaxpr):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_gradient_jaxpr_runs_the_hand_written_kernels(impl):
+def test_gradient_jaxpr_runs_the_hand_written_kernels_custom_vjp(impl):
     x, w, b = _data(n=1)
     loss = lambda autodiff: (lambda w: jnp.sum(_layer(impl, autodiff=autodiff)(x, w, b) ** 2))
-    custom = _custom_vjp_names(jax.make_jaxpr(jax.grad(loss("custom")))(w).jaxpr)
+    custom = _custom_vjp_names(jax.make_jaxpr(jax.grad(loss("custom_vjp")))(w).jaxpr)
     # The backward pass is the bound input- and weight-gradient kernels of this impl.
     assert any(n.startswith("input_grad at ") and "_autodiff.py" in n for n in custom), custom
     assert any(n.startswith("weight_grad at ") and "_autodiff.py" in n for n in custom), custom

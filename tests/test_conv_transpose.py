@@ -219,7 +219,7 @@ ERRORS = [
      "got bias.shape=(4,)."),
     ("impl", dict(impl="nope"), ValueError, "jaxconv.conv_transpose1d: `impl` must be one of"),
     ("autodiff", dict(autodiff="fwd"), ValueError,
-     "jaxconv.conv_transpose1d: `autodiff` must be one of ('custom', 'jax'), got "
+     "jaxconv.conv_transpose1d: `autodiff` must be one of ('custom', 'custom_vjp', 'jax'), got "
      "autodiff='fwd'."),
 ]
 
@@ -262,6 +262,8 @@ def test_forward_mode_error_names_conv_transpose():
     x, w = jnp.ones((1, 4, 5)), jnp.ones((4, 3, 3))
     with pytest.raises(TypeError, match=re.escape(
             "jaxconv.conv_transpose1d: forward-mode differentiation")):
-        jax.jvp(lambda w: jaxconv.conv_transpose1d(x, w), (w,), (w,))
-    y, t = jax.jvp(lambda w: jaxconv.conv_transpose1d(x, w, autodiff="jax"), (w,), (w,))
-    np.testing.assert_allclose(t, y)  # linear in w
+        jax.jvp(lambda w: jaxconv.conv_transpose1d(x, w, autodiff="custom_vjp"), (w,), (w,))
+    for autodiff in ("custom", "jax"):
+        y, t = jax.jvp(lambda w, a=autodiff: jaxconv.conv_transpose1d(x, w, autodiff=a),
+                       (w,), (w,))
+        np.testing.assert_allclose(t, y)  # linear in w

@@ -212,8 +212,8 @@ def test_flax_nnx_conv(shape, kw):
 
 
 def test_flax_runs_jaxconv():
-    """The module's program holds jaxconv's hand-written rules (a custom_vjp), and with a
-    non-lax impl no XLA convolution at all."""
+    """The module's program holds jaxconv's hand-written rules (its primitives), and with
+    a non-lax impl no XLA convolution at all."""
     nn = pytest.importorskip("flax.linen")
     x, = _arrays((1, 5, 5, 2))
     for impl, has_conv in (("auto", True), ("gather", False)):
@@ -221,8 +221,9 @@ def test_flax_runs_jaxconv():
                         conv_general_dilated=functools.partial(conv_general_dilated, impl=impl))
         params = layer.init(jax.random.key(0), x)
         text = str(jax.make_jaxpr(lambda p, layer=layer: layer.apply(p, x))(params))
-        assert "custom_vjp_call" in text
-        assert ("conv_general_dilated" in text) == has_conv
+        assert "jaxconv_forward" in text
+        hlo = jax.jit(lambda p, layer=layer: layer.apply(p, x)).lower(params).as_text()
+        assert ("convolution" in hlo) == has_conv
 
 
 def test_flax_nnx_preferred_element_type():
@@ -304,7 +305,7 @@ ERRORS = [
      P + "`precision` must be None, a jax.lax.Precision, one of 'default', 'high', "
      "'highest', or a pair of those, got precision='fast'."),
     ("autodiff", _call(autodiff="torch"), ValueError,
-     P + "`autodiff` must be one of ('custom', 'jax'), got autodiff='torch'."),
+     P + "`autodiff` must be one of ('custom', 'custom_vjp', 'jax'), got autodiff='torch'."),
     ("impl", _call(impl="cudnn"), ValueError,
      P + f"`impl` must be one of {('auto', *jaxconv.available_impls())}, or a (forward, "
      "input_grad, weight_grad) tuple of those impls, got impl='cudnn'."),
@@ -379,6 +380,8 @@ def test_forward_mode_with_custom_rules_says_what_to_use():
     lhs, rhs = _arrays((2, 3, 6), (4, 3, 3))
     with pytest.raises(TypeError, match=re.escape(
             P + "forward-mode differentiation (jax.jvp, jax.jacfwd, jax.hessian) can't run "
-            "through jaxconv's hand-written reverse rules (jax.custom_vjp); pass "
-            "autodiff=\"jax\" to this call")):
-        jax.jvp(lambda a: conv_general_dilated(a, rhs, (1,), "SAME"), (lhs,), (lhs,))
+            "through autodiff=\"custom_vjp\" (the hand-written rules bound with jax.custom_vjp, "
+            "reverse mode only); the default, autodiff=\"custom\", runs the same rules in "
+            "both modes.")):
+        jax.jvp(lambda a: conv_general_dilated(a, rhs, (1,), "SAME", autodiff="custom_vjp"),
+                (lhs,), (lhs,))

@@ -313,7 +313,8 @@ OWN_ERRORS = [
      "jaxconv.nn.Conv2d: `impl` must be one of ('auto', 'lax', 'gather', 'shift', 'fold'), "
      "or a (forward, input_grad, weight_grad) tuple of those impls, got impl='fast'."),
     ("autodiff", lambda m: m.Conv2d(4, 8, 3, autodiff="torch"), ValueError,
-     "jaxconv.nn.Conv2d: `autodiff` must be one of ('custom', 'jax'), got autodiff='torch'."),
+     "jaxconv.nn.Conv2d: `autodiff` must be one of ('custom', 'custom_vjp', 'jax'), got "
+     "autodiff='torch'."),
     ("dtype", lambda m: m.Conv2d(4, 8, 3, dtype="int32"), TypeError,
      "jaxconv.nn.Conv2d: `dtype` must be one of ('float16', 'bfloat16', 'float32', "
      "'float64'), got dtype='int32'."),

@@ -106,7 +106,7 @@ def test_mode_pad_adjoint_matches_torch(torch, mode, spatial, pads):
     np.testing.assert_allclose(np.asarray(dx), np.asarray(dx_jax), rtol=1e-12, atol=1e-12)
     fused = all(lo + hi <= ADJOINT_MAX_BORDER for lo, hi in pads)
     jaxpr = str(jax.make_jaxpr(lambda a: mode_pad(a, pads, mode))(jnp.asarray(x)))
-    assert ("custom_vjp" in jaxpr) == fused, jaxpr
+    assert ("jaxconv_mode_pad" in jaxpr) == fused, jaxpr
 
 
 def test_mode_pad_second_order_matches_jax_adjoint():
@@ -126,12 +126,15 @@ def test_mode_pad_second_order_matches_jax_adjoint():
 
 
 def test_conv_autodiff_jax_keeps_forward_mode_through_padding():
-    """autodiff="jax" pads with pad_trailing (no custom_vjp), so jax.jvp runs through a
-    mode-padded convolution; the default raises jaxconv's forward-mode hint."""
+    """Forward mode runs through a mode-padded convolution by default (the pre-pad is a
+    linear primitive) and with autodiff="jax" (pad_trailing); "custom_vjp" raises
+    jaxconv's forward-mode hint."""
     x = jnp.ones((1, 2, 5, 5))
     w = jnp.ones((3, 2, 3, 3))
     f = lambda a, **kw: jaxconv.conv2d(a, w, padding=1, padding_mode="reflect", **kw)
     _, tangent = jax.jvp(lambda a: f(a, autodiff="jax"), (x,), (x,))
     np.testing.assert_allclose(np.asarray(tangent), np.asarray(f(x)), rtol=1e-6)
+    _, tangent = jax.jvp(f, (x,), (x,))
+    np.testing.assert_allclose(np.asarray(tangent), np.asarray(f(x)), rtol=1e-6)
     with pytest.raises(TypeError, match="forward-mode differentiation"):
-        jax.jvp(f, (x,), (x,))
+        jax.jvp(lambda a: f(a, autodiff="custom_vjp"), (x,), (x,))

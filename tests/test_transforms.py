@@ -23,7 +23,7 @@ SPELLINGS = [  # one configuration, written three ways
 ]
 
 
-@pytest.mark.parametrize("autodiff", ["custom", "jax"])
+@pytest.mark.parametrize("autodiff", ["custom", "custom_vjp", "jax"])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_one_configuration_traces_the_kernel_once(monkeypatch, impl, autodiff):
     """Equivalent spellings normalise to one spec, so the jitted core (and the impl's

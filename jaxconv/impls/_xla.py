@@ -12,7 +12,9 @@ from jax import lax
 
 def accumulation_dtype(dtype: Any) -> jnp.dtype:
     """float32 for half types (float16, bfloat16), else the dtype itself."""
-    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
+    dtype = jnp.dtype(dtype)
+    half = jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize < 4
+    return jnp.dtype(jnp.float32) if half else dtype
 
 
 def split_groups(a: jax.Array, axis: int, groups: int) -> jax.Array:
@@ -32,7 +34,7 @@ def fusion_fence(y: jax.Array) -> jax.Array:
     mantissa widths does (it is the identity, NaN and Inf included, and XLA
     fuses it into the loop at no cost). Other backends get `y` as it is.
     """
-    if jax.default_backend() != "cpu":
+    if jax.default_backend() != "cpu" or not jnp.issubdtype(y.dtype, jnp.floating):
         return y
     info = jnp.finfo(y.dtype)
     return lax.reduce_precision(y, exponent_bits=info.nexp, mantissa_bits=info.nmant)

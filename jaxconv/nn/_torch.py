@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxconv._spec import DTYPES, _fail
+from jaxconv._spec import PARAM_DTYPES, _fail
 from jaxconv.nn import _conv
 from jaxconv.nn._conv import Conv, ConvTranspose
 
@@ -82,9 +82,9 @@ def from_torch(module: Any, *, impl: Any = "auto", autodiff: str = "custom"
         raise _fail(TypeError, fn, "`module` must be a torch.nn Conv1d/2d/3d or "
                     f"ConvTranspose1d/2d/3d, got {type(module).__name__}.")
     dtype = str(module.weight.dtype).removeprefix("torch.")
-    if dtype not in DTYPES:
+    if dtype not in PARAM_DTYPES:
         raise _fail(TypeError, fn, f"`module` has {dtype} parameters; jaxconv supports "
-                    f"{', '.join(DTYPES)}.")
+                    f"{', '.join(PARAM_DTYPES)}.")
     rank = len(module.kernel_size)
     kwargs = dict(stride=module.stride, padding=module.padding, dilation=module.dilation,
                   groups=module.groups, bias=module.bias is not None,
