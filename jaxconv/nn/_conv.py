@@ -26,7 +26,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jaxconv._auto import check_impl
 from jaxconv._conv import conv
@@ -199,12 +201,10 @@ class _ConvBase:
         w_key, b_key = jax.random.split(key)
         a = math.sqrt(5.0)  # PyTorch's own arithmetic, to the last bit of the bound
         w_bound = math.sqrt(2.0 / (1 + a * a)) * math.sqrt(3.0 / self.fan_in)
-        params = {"weight": jax.random.uniform(w_key, self.weight_shape, self.dtype,
-                                               -w_bound, w_bound)}
+        params = {"weight": _uniform(w_key, self.weight_shape, self.dtype, w_bound)}
         if self.bias:
             b_bound = 1 / math.sqrt(self.fan_in) if self.fan_in > 0 else 0.0
-            params["bias"] = jax.random.uniform(b_key, (self.out_channels,), self.dtype,
-                                                -b_bound, b_bound)
+            params["bias"] = _uniform(b_key, (self.out_channels,), self.dtype, b_bound)
         return params
 
     def _params(self, params: Any) -> tuple[Any, Any]:
@@ -227,6 +227,16 @@ class _ConvBase:
         return weight, bias
 
 
+def _uniform(key: jax.Array, shape: tuple[int, ...], dtype: str, bound: float) -> jax.Array:
+    """``U(-bound, bound)`` in `dtype`; a complex dtype draws its real and imaginary
+    parts each from it, as PyTorch's ``uniform_`` does (on ``view_as_real``)."""
+    if not jnp.issubdtype(dtype, jnp.complexfloating):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    real = jnp.finfo(dtype).dtype
+    parts = jax.random.uniform(key, (*shape, 2), real, -bound, bound)
+    return lax.complex(parts[..., 0], parts[..., 1])
+
+
 @dataclasses.dataclass(frozen=True, init=False, repr=False)
 class Conv(_ConvBase):
     """An N-d convolution layer with ``torch.nn.ConvNd``'s arguments and init.
@@ -244,8 +254,10 @@ class Conv(_ConvBase):
       bias: whether the layer has a bias.
       padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
       impl, autodiff: as for :func:`jaxconv.conv` (keyword-only).
-      dtype: the parameters' dtype (``init``): float16, bfloat16, float32, float64;
-        ``None`` is float32 (PyTorch's default dtype).
+      dtype: the parameters' dtype (``init``): float16, bfloat16, float32, float64,
+        complex64 or complex128 (real and imaginary parts each drawn from
+        PyTorch's distribution, as its ``uniform_`` does); ``None`` is float32
+        (PyTorch's default dtype).
 
     Raises:
       ValueError / TypeError: at construction, PyTorch's constructor errors

@@ -35,8 +35,8 @@ def _torch(fn: str):
 def tensor_to_array(tensor: Any) -> Any:
     """A torch tensor as a JAX array with the same bits and dtype (bfloat16 included).
 
-    Dtypes that JAX holds only with ``jax_enable_x64`` (float64, int64) stay
-    NumPy arrays when x64 is off, rather than being silently narrowed.
+    Dtypes that JAX holds only with ``jax_enable_x64`` (float64, complex128,
+    int64) stay NumPy arrays when x64 is off, rather than being silently narrowed.
     """
     torch = _torch("nn.tensor_to_array")
     t = tensor.detach().cpu()
@@ -44,7 +44,7 @@ def tensor_to_array(tensor: Any) -> Any:
         array = t.view(torch.int16).numpy().view(jnp.bfloat16)
     else:
         array = t.numpy()
-    if array.dtype.itemsize == 8 and not jax.config.jax_enable_x64:
+    if jax.dtypes.canonicalize_dtype(array.dtype) != array.dtype:
         return array.copy()
     return jnp.asarray(array)
 
