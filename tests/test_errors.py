@@ -37,9 +37,11 @@ CONV_ERRORS = [
      "one spatial dimension, got weight.shape=(6, 4)."),
     ("input-rank", lambda: jaxconv.conv1d(np.zeros(4), W1G1), ValueError,
      "jaxconv.conv1d: expected 2-d (unbatched) or 3-d (batched) `input`, got input.shape=(4,)."),
-    ("int-dtype", lambda: jaxconv.conv1d(X1.astype(np.int32), W1G1.astype(np.int32)), TypeError,
-     "jaxconv.conv1d: `input` has dtype int32; supported dtypes are float16, bfloat16, "
-     "float32, float64."),
+    ("float8-dtype", lambda: jaxconv.conv1d(X1.astype(jnp.float8_e5m2),
+                                            W1G1.astype(jnp.float8_e5m2)), TypeError,
+     "jaxconv.conv1d: `input` has dtype float8_e5m2; supported dtypes are float16, bfloat16, "
+     "float32, float64, complex64, complex128, int8, int16, int32, int64, uint8, uint16, "
+     "uint32, uint64, bool."),
     ("dtype-mismatch", lambda: jaxconv.conv1d(X1, W1G1.astype(np.float16)), TypeError,
      "jaxconv.conv1d: `weight` dtype float16 must equal `input` dtype float32."),
     ("bias-dtype", lambda: jaxconv.conv1d(X1, W1G1, np.zeros(6, np.float16)), TypeError,
@@ -403,9 +405,10 @@ FUZZ_ERRORS = [
     ("explain-shape-size", lambda: jaxconv.explain_auto((2**30,) * 3, (6, 4, 3)), ValueError,
      "jaxconv.explain_auto: `input_shape` must have at most 2**56 elements (no array can be that "
      "large), got input_shape=(1073741824, 1073741824, 1073741824)."),
-    ("explain-dtype", lambda: jaxconv.explain_auto((2, 4, 5), (6, 4, 3), dtype="int32"),
+    ("explain-dtype", lambda: jaxconv.explain_auto((2, 4, 5), (6, 4, 3), dtype="float8_e5m2"),
      TypeError, "jaxconv.explain_auto: `dtype` must be one of ('float16', 'bfloat16', "
-     "'float32', 'float64'), got dtype='int32'."),
+     "'float32', 'float64', 'complex64', 'complex128', 'int8', 'int16', 'int32', 'int64', "
+     "'uint8', 'uint16', 'uint32', 'uint64', 'bool'), got dtype='float8_e5m2'."),
     ("explain-backend", lambda: jaxconv.explain_auto((2, 4, 5), (6, 4, 3), backend=1), TypeError,
      "jaxconv.explain_auto: `backend` must be None or a backend name such as 'cpu', 'gpu' or "
      "'tpu', got backend=1."),

@@ -317,7 +317,7 @@ OWN_ERRORS = [
      "autodiff='torch'."),
     ("dtype", lambda m: m.Conv2d(4, 8, 3, dtype="int32"), TypeError,
      "jaxconv.nn.Conv2d: `dtype` must be one of ('float16', 'bfloat16', 'float32', "
-     "'float64'), got dtype='int32'."),
+     "'float64', 'complex64', 'complex128'), got dtype='int32'."),
     ("rank", lambda m: m.Conv(0, 4, 8, 3), ValueError,
      "jaxconv.nn.Conv: `num_spatial_dims` must be positive, got num_spatial_dims=0."),
 ]
@@ -394,9 +394,11 @@ def test_interop_errors(torch):
             "or a state dict, got list.")):
         nn.state_dict_from_torch([])
     with pytest.raises(TypeError, match=re.escape(
-            "jaxconv.nn.from_torch: `module` has complex64 parameters; jaxconv supports "
-            "float16, bfloat16, float32, float64.")):
-        nn.from_torch(torch.nn.Conv1d(1, 1, 1, dtype=torch.complex64))
+            "jaxconv.nn.from_torch: `module` has int64 parameters; jaxconv supports "
+            "float16, bfloat16, float32, float64, complex64, complex128.")):
+        module = torch.nn.Conv1d(1, 1, 1)
+        module.weight = torch.nn.Parameter(module.weight.detach().long(), requires_grad=False)
+        nn.from_torch(module)
 
 
 def test_argument_fuzz_findings(torch):
@@ -406,7 +408,7 @@ def test_argument_fuzz_findings(torch):
     assert torch.nn.Conv2d(4, 8, 3, dtype=None).weight.dtype == torch.float32
     with pytest.raises(TypeError, match=re.escape(
             "jaxconv.nn.Conv2d: `dtype` must be one of ('float16', 'bfloat16', 'float32', "
-            "'float64'), got dtype=np.float64(1.0).")):
+            "'float64', 'complex64', 'complex128'), got dtype=np.float64(1.0).")):
         nn.Conv2d(4, 8, 3, dtype=np.float64(1.0))  # a NumPy scalar, not a dtype
     t = nn.ConvTranspose1d(4, 2, 3)
     p = t.init(jax.random.key(0))
