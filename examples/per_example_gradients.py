@@ -5,7 +5,8 @@
 
 The loss is written for one unbatched example ``(C, H, W)``, and
 ``jax.vmap(jax.grad(loss))`` gives one gradient per example, through jaxconv's
-hand-written backward rules (``jax.custom_vjp`` composes with ``vmap``). Each
+hand-written backward rules (primitives whose batching rules fold the examples
+into the batch, or, for the weight gradient, into the groups). Each
 example's gradient is scaled to a global L2 norm of at most ``--max-norm``, the
 clipped gradients are averaged and, with ``--noise-multiplier`` > 0, Gaussian
 noise of std ``noise_multiplier * max_norm / batch`` is added (DP-SGD, Abadi et

@@ -1,4 +1,8 @@
-"""Hand-written reverse-mode rules: every impl's kernels bound with ``jax.custom_vjp``.
+"""The hand-written rules bound with ``jax.custom_vjp`` (``autodiff="custom_vjp"``).
+
+The default binding is :mod:`jaxconv._primitives` (every transformation, forward
+mode included); this one, the design jaxconv began with, serves reverse mode
+only and is kept as a named option.
 
 Write ``F(x, w)`` for an impl's forward kernel, ``T(g, w)`` for its input
 gradient and ``W(x, g)`` for its weight gradient. All three are bilinear and
@@ -23,9 +27,8 @@ forward rule runs ``F`` of ``spec.impl`` (the same convolution, so either
 kernel gives the same values up to rounding).
 
 Forward mode: JAX cannot push tangents through a ``custom_vjp`` function, so
-``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` need ``autodiff="jax"``, which
-lets JAX differentiate the impl's forward kernel directly (both modes, any
-order); see :func:`jaxconv.conv`.
+``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise with this binding; the
+default, ``autodiff="custom"``, runs the same rules in both modes.
 """
 
 from __future__ import annotations

@@ -62,15 +62,16 @@ class ConvSpec:
         weight_grad)`` triple of names, one impl per kernel (what
         ``impl="auto"`` resolves to; see :attr:`kernel_impls`).
       precision: a :class:`jax.lax.Precision` (or pair of them), or ``None``.
-      autodiff: ``"custom"`` (the impl's hand-written reverse rules, bound with
-        ``jax.custom_vjp``) or ``"jax"`` (JAX differentiates the forward kernel;
-        forward mode works too).
+      autodiff: ``"custom"`` (the impl's hand-written rules bound as JAX
+        primitives, :mod:`jaxconv._primitives`: every transformation),
+        ``"custom_vjp"`` (the same rules bound with ``jax.custom_vjp``: reverse
+        mode only) or ``"jax"`` (JAX differentiates the forward kernel).
       inference: the impl of the forward kernel where the convolution is not
         differentiated, or ``None`` for the forward kernel's own impl. ``auto``
         sets it where one impl's forward is the faster alone and another's in
-        the forward+backward program (:mod:`jaxconv._auto`); with
-        ``autodiff="custom"`` the ``jax.custom_vjp``'s primal runs it and its
-        forward rule the ``forward`` kernel (:mod:`jaxconv._autodiff`).
+        the forward+backward program (:mod:`jaxconv._auto`); with the
+        hand-written rules a call that is not differentiated runs it, and
+        differentiated code the ``forward`` kernel (:mod:`jaxconv._primitives`).
     """
 
     rank: int
