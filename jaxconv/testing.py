@@ -17,12 +17,17 @@ from jaxconv._spec import _fail, conv_spec, is_sequence
 CONV_KWARGS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "padding_mode": "zeros",
                "precision": None, "autodiff": "custom"}
 
-# Default (rtol, atol) per dtype, relative to the scale 1 + max|reference|.
+# Default (rtol, atol) per dtype, relative to the scale 1 + max|reference|. Complex as its
+# real dtype (the three-real-call product loses no more than a rounding or two; errors are
+# moduli); integers exactly.
 TOLERANCES = {
     "float64": (1e-10, 1e-10),
     "float32": (1e-4, 1e-4),
     "bfloat16": (3e-2, 3e-2),
     "float16": (5e-3, 5e-3),
+    "complex128": (1e-10, 1e-10),
+    "complex64": (1e-4, 1e-4),
+    "int64": (0.0, 0.0),
 }
 
 
@@ -31,7 +36,10 @@ def impl_outputs(input, weight, bias=None, *, impl: str, cotangent_seed: int = 0
     """Output and gradients of one impl: ``{"output", "d_input", "d_weight"[, "d_bias"]}``.
 
     Gradients are the VJP with a fixed pseudo-random cotangent (the same for
-    every impl), so they check every entry of the Jacobian products.
+    every impl; complex: normal real and imaginary parts), so they check every
+    entry of the Jacobian products. Integer and bool dtypes have no gradients:
+    the output only. Results are NumPy arrays in float64, complex128, or the
+    integer or bool dtype itself.
     """
     args = (jnp.asarray(input), jnp.asarray(weight))
     if bias is not None:
@@ -41,12 +49,27 @@ def impl_outputs(input, weight, bias=None, *, impl: str, cotangent_seed: int = 0
         return conv(*a, **conv_kwargs, impl=impl)
 
     y = f(*args)  # a plain call: auto may run another forward here than under the VJP
+    out = {"output": _host(y)}
+    if not jnp.issubdtype(y.dtype, jnp.inexact):
+        return out
     _, vjp = jax.vjp(f, *args)
-    cot = jax.random.normal(jax.random.key(cotangent_seed), y.shape, jnp.float32).astype(y.dtype)
+    key = jax.random.key(cotangent_seed)
+    if jnp.issubdtype(y.dtype, jnp.complexfloating):
+        re, im = jax.random.normal(key, (2, *y.shape), jnp.float32)
+        cot = jax.lax.complex(re, im).astype(y.dtype)
+    else:
+        cot = jax.random.normal(key, y.shape, jnp.float32).astype(y.dtype)
     names = ("d_input", "d_weight", "d_bias")
-    out = {"output": np.asarray(y, np.float64)}
-    out.update({n: np.asarray(g, np.float64) for n, g in zip(names, vjp(cot), strict=False)})
+    out.update({n: _host(g) for n, g in zip(names, vjp(cot), strict=False)})
     return out
+
+
+def _host(a) -> np.ndarray:
+    """`a` on the host, exactly comparable: float64, complex128, or its own integer/bool
+    dtype."""
+    if jnp.issubdtype(a.dtype, jnp.complexfloating):
+        return np.asarray(a, np.complex128)
+    return np.asarray(a, np.float64) if jnp.issubdtype(a.dtype, jnp.floating) else np.asarray(a)
 
 
 def assert_impls_agree(input: Any, weight: Any, bias: Any = None, *,
@@ -61,8 +84,10 @@ def assert_impls_agree(input: Any, weight: Any, bias: Any = None, *,
       input, weight, bias: as for :func:`jaxconv.conv`.
       impls: impl names, at least two; default: every registered impl.
       rtol, atol: tolerance ``|a - b| <= atol·scale + rtol·|b|`` with
-        ``scale = 1 + max|b|``; defaults depend on the input dtype
-        (float64: 1e-10, float32: 1e-4, float16: 5e-3, bfloat16: 3e-2).
+        ``scale = 1 + max|b|`` (moduli for complex); defaults depend on the input
+        dtype (float64, complex128: 1e-10; float32, complex64: 1e-4; float16: 5e-3;
+        bfloat16: 3e-2). Integer and bool outputs (they have no gradients) are
+        compared exactly, whatever the tolerance.
       **conv_kwargs: stride, padding, dilation, groups, padding_mode, precision,
         autodiff.
 
@@ -123,6 +148,14 @@ def assert_impls_agree(input: Any, weight: Any, bias: Any = None, *,
             got = results[impl][name]
             if got.shape != want.shape:
                 failures.append(f"  {impl:<10} {name:<9} shape {got.shape} != {want.shape}")
+                continue
+            if not np.issubdtype(want.dtype, np.inexact):  # integers and bool: exactly
+                # (Python ints: a difference of int64s can wrap around)
+                diff = np.abs(got.astype(object) - want.astype(object)).astype(np.float64)
+                report[impl][name] = float(diff.max(initial=0.0))
+                if np.any(got != want):
+                    failures.append(f"  {impl:<10} {name:<9} max|diff| "
+                                    f"{report[impl][name]:.3e} (exact)")
                 continue
             # NaN and Inf agree only where both sides hold the same one; a NaN against a
             # number disagrees (a bare `diff > allowed` would let it pass).

@@ -25,7 +25,19 @@ being checked, so PyTorch runs in float32 on exactly the half-rounded inputs,
 weight, bias and cotangent that the impls get. The comparison then measures
 each impl's half-precision error against a float32 result, within the half
 dtype's tolerance. Impl-against-impl comparisons are in the half dtype itself.
-float64 runs inside ``jax.enable_x64(True)``.
+
+complex64 / complex128: the data are ``real + i imag``, both standard normal,
+and PyTorch computes in the same complex dtype. JAX's VJP is the transpose of
+the linear map, PyTorch's gradient its adjoint: ``x.grad`` after
+``y.backward(ct)`` is ``conj(vjp(conj(ct)))``. The gradients reported for
+every impl are that, so both sides are PyTorch's gradient (for real dtypes it
+is just ``vjp(ct)``). The errors are moduli ``|a - b|``.
+
+int64 (the one integer dtype in which PyTorch's CPU computes both ``conv`` and
+``conv_transpose``): small integers (no sum overflows), the output only
+(integers have no gradients), compared exactly (tolerance 0).
+
+float64, complex128 and int64 run inside ``jax.enable_x64(True)``.
 """
 
 from __future__ import annotations
@@ -46,7 +58,7 @@ import numpy as np
 from jaxconv._conv import conv
 from jaxconv._conv_transpose import conv_transpose
 from jaxconv._registry import available_impls
-from jaxconv._spec import DTYPES
+from jaxconv._spec import COMPLEX_DTYPES, INT_DTYPES, PARAM_DTYPES
 from jaxconv.testing import TOLERANCES
 
 KINDS = ("conv", "transpose")
@@ -55,6 +67,11 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_FORMS = ("int", "tuple", "same", "valid")
 QUANTITIES = ("output", "d_input", "d_weight", "d_bias")
 TORCH = "torch"
+# What verify runs in: the parameter dtypes (values and gradients) and int64, the one
+# integer dtype PyTorch's CPU computes both conv and conv_transpose in (values only).
+VERIFY_DTYPES = (*PARAM_DTYPES, "int64")
+# Integer data are drawn from [-INT_DRAW, INT_DRAW]: far from any overflow.
+INT_DRAW = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,22 +145,45 @@ class Config:
         kw = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
         return f"{name}({', '.join(arrays)}, {kw})"
 
-    def arrays(self, dtype: str) -> tuple[jax.Array, ...]:
-        """Input, weight, bias (or ``None``) and the cotangent, standard normal, in `dtype`."""
+    def arrays(self, dtype: str) -> tuple[jax.Array | None, ...]:
+        """Input, weight, bias (or ``None``) and the cotangent in `dtype`: standard normal;
+        complex: ``real + i imag``, both standard normal; integers: uniform in
+        ``[-INT_DRAW, INT_DRAW]``, and no cotangent (``None``: they have no gradients)."""
         rng = np.random.default_rng(self.seed)
         x_shape, w_shape, b_shape = self.shapes
-        draw = lambda shape: jnp.asarray(rng.standard_normal(shape), dtype)
+        if dtype in INT_DTYPES:
+            values = lambda shape: rng.integers(-INT_DRAW, INT_DRAW + 1, shape)
+        elif dtype in COMPLEX_DTYPES:
+            values = lambda shape: rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+        else:
+            values = rng.standard_normal
+        draw = lambda shape: jnp.asarray(values(shape), dtype)
         x, w = draw(x_shape), draw(w_shape)
         b = draw(b_shape) if b_shape else None
-        return x, w, b, draw(self.output_shape)
+        return x, w, b, None if dtype in INT_DTYPES else draw(self.output_shape)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(dataclasses.asdict(self), call=self.describe())
 
 
 def _x64(dtype: str):
-    """float64 needs JAX's 64-bit mode; the other dtypes run in the caller's setting."""
-    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
+    """64-bit dtypes (float64, complex128, int64) need JAX's 64-bit mode; the other dtypes
+    run in the caller's setting."""
+    wide = dtype in ("float64", "complex128", "int64")
+    return jax.enable_x64(True) if wide else contextlib.nullcontext()
+
+
+def host_dtype(dtype: str) -> type:
+    """The NumPy dtype results in `dtype` are compared in: float64, complex128 or int64
+    (exact)."""
+    if dtype in COMPLEX_DTYPES:
+        return np.complex128
+    return np.int64 if dtype in INT_DTYPES else np.float64
+
+
+def torch_dtype(torch, dtype: str):
+    """The dtype PyTorch computes `dtype` in: itself, but float32 for the half types."""
+    return getattr(torch, "float32" if dtype in ("float16", "bfloat16") else dtype)
 
 
 def _axis(v, i: int) -> int:
@@ -269,6 +309,7 @@ def jax_results(config: Config, impls: Sequence[str], dtype: str) -> dict[str, A
     """Output and VJP of each impl on the config's data: ``{impl: {"output", "d_input",
     ...}}``, all impls in one jitted program (one compile); when that fails, each impl on
     its own, so that an impl that raises gets its error text and the others their results.
+    Complex gradients are PyTorch's, ``conj(vjp(conj(ct)))``; integers have the output only.
     """
     with _x64(dtype):
         return _jax_results(config, impls, dtype)
@@ -283,14 +324,19 @@ def _jax_results(config: Config, impls: Sequence[str], dtype: str) -> dict[str, 
         out = {}
         for impl in impls:
             call = functools.partial(fn, **config.kwargs, impl=impl)
-            _, vjp = jax.vjp(call, *args)
             # the output of a plain call: auto may run another forward kernel there
             # (an inference forward) than under differentiation (the VJP's)
-            out[impl] = (call(*args), *vjp(cot))
+            out[impl] = (call(*args),)
+            if cot is not None:  # integers: no gradients
+                _, vjp = jax.vjp(call, *args)
+                # PyTorch's gradient: conj(vjp(conj(ct))) (JAX's VJP is the transpose, not
+                # the adjoint); for real dtypes conj is the identity
+                out[impl] += tuple(jnp.conj(g) for g in vjp(jnp.conj(cot)))
         return out
 
     def numpy(values):
-        return {q: np.asarray(v, np.float64) for q, v in zip(QUANTITIES, values, strict=False)}
+        host = host_dtype(dtype)
+        return {q: np.asarray(v, host) for q, v in zip(QUANTITIES, values, strict=False)}
 
     try:
         out = jax.jit(functools.partial(run, impls))(args, cot)
@@ -309,17 +355,26 @@ def torch_results(torch, config: Config, dtype: str) -> dict[str, np.ndarray]:
     """The same with PyTorch: ``nn.ConvNd`` / ``F.conv_transposeNd`` and ``backward``.
 
     Half dtypes run in float32 on the half-rounded data (see the module docstring).
+    int64 runs the functional form of ``nn.ConvNd`` (which takes floating parameters
+    only): ``F.pad`` in the padding mode then ``F.convNd``, or ``F.convNd`` with the
+    padding when the mode is zeros; the output only.
     """
+    host = host_dtype(dtype)
     with _x64(dtype):
-        x, w, b, cot = (None if a is None else np.array(a, np.float64)
-                        for a in config.arrays(dtype))
-    tdtype = torch.float64 if dtype == "float64" else torch.float32
+        x, w, b, cot = (None if a is None else np.array(a, host) for a in config.arrays(dtype))
+    tdtype = torch_dtype(torch, dtype)
     t = lambda a: torch.from_numpy(a).to(tdtype)
+    if cot is None:
+        return {"output": _torch_forward(torch, config, t(x), t(w),
+                                         None if b is None else t(b)).numpy().astype(host)}
     xt = t(x).requires_grad_()
     if config.kind == "conv":
         cls = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[config.rank]
         m = cls(x.shape[-config.rank - 1], w.shape[0], w.shape[2:], bias=b is not None,
-                **config.kwargs).to(tdtype)
+                **config.kwargs)
+        with warnings.catch_warnings():  # complex parameters: "a new feature", they work
+            warnings.filterwarnings("ignore", "Complex modules are a new feature", UserWarning)
+            m = m.to(tdtype)
         with torch.no_grad():
             m.weight.copy_(t(w))
             if b is not None:
@@ -337,7 +392,24 @@ def torch_results(torch, config: Config, dtype: str) -> dict[str, np.ndarray]:
     out = {"output": y, "d_input": xt.grad, "d_weight": wt.grad}
     if b is not None:
         out["d_bias"] = bt.grad
-    return {q: v.detach().numpy().astype(np.float64) for q, v in out.items()}
+    return {q: v.detach().numpy().astype(host) for q, v in out.items()}
+
+
+def _torch_forward(torch, config: Config, x, w, b):
+    """What ``nn.ConvNd`` computes (its ``_conv_forward``), or ``F.conv_transposeNd``."""
+    F = torch.nn.functional
+    if config.kind == "transpose":
+        return getattr(F, f"conv_transpose{config.rank}d")(x, w, b, **config.kwargs)
+    conv_nd = getattr(F, f"conv{config.rank}d")
+    if config.padding_mode == "zeros":
+        with warnings.catch_warnings():  # 'same' with an even kernel: a padded copy, fine
+            warnings.filterwarnings("ignore", "Using padding='same'", UserWarning)
+            return conv_nd(x, w, b, config.stride, config.padding, config.dilation,
+                           config.groups)
+    pairs = _pads(config.padding, config.kernel, config.dilation)
+    flat = [p for pair in reversed(pairs) for p in pair]  # F.pad: the last axis first
+    return conv_nd(F.pad(x, flat, mode=config.padding_mode), w, b, config.stride, 0,
+                   config.dilation, config.groups)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -374,8 +446,14 @@ class Comparison:
 
 
 def compare(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> QuantityError:
-    """`got` against the reference `want` by ``|a - b| <= atol (1 + max|b|) + rtol |b|``."""
-    diff = np.abs(got - want)
+    """`got` against the reference `want` by ``|a - b| <= atol (1 + max|b|) + rtol |b|``
+    (for complex arrays, moduli). Integer arrays are subtracted exactly (int64's
+    difference can wrap around); with zero tolerances the rule is equality."""
+    if np.issubdtype(want.dtype, np.integer):
+        diff = np.abs(got.astype(object) - want.astype(object)).astype(np.float64)
+        want = want.astype(np.float64)
+    else:
+        diff = np.abs(got - want)
     scale = float(np.abs(want).max(initial=0.0))
     allowed = atol * (1.0 + scale) + rtol * np.abs(want)
     max_abs = float(np.max(diff, initial=0.0))
@@ -384,7 +462,9 @@ def compare(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> Quan
     else:
         max_rel = 0.0 if max_abs == 0 else math.inf
     with np.errstate(divide="ignore", invalid="ignore"):  # allowed is 0 only if atol is
-        ratio = float(np.max(diff / allowed, initial=0.0))
+        # an equal entry is 0 x allowed, also where nothing is allowed (exact rules)
+        ratio = float(np.max(np.divide(diff, allowed, out=np.zeros_like(diff),
+                                       where=diff != 0), initial=0.0))
     return QuantityError(max_abs, max_rel, ratio, bool(np.all(diff <= allowed)))
 
 
@@ -519,8 +599,8 @@ def _check(impls, dtypes, n, kinds) -> tuple[tuple[str, ...], tuple[str, ...], t
     if not impls or any(i not in choices for i in impls) or len(set(impls)) != len(impls):
         raise _fail(f"`impls` must be distinct names from {choices}, got impls={impls!r}.")
     dtypes = (dtypes,) if isinstance(dtypes, str) else tuple(dtypes)
-    if not dtypes or any(d not in DTYPES for d in dtypes):
-        raise _fail(f"`dtypes` must be names from {DTYPES}, got dtypes={dtypes!r}.")
+    if not dtypes or any(d not in VERIFY_DTYPES for d in dtypes):
+        raise _fail(f"`dtypes` must be names from {VERIFY_DTYPES}, got dtypes={dtypes!r}.")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise _fail(f"`n` must be a positive int, got n={n!r}.")
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
@@ -544,7 +624,9 @@ def run_verify(*, impls: Sequence[str] | None = None,
 
     Args:
       impls: impl names; default: every registered impl and ``"auto"``.
-      dtypes: any of ``float16``, ``bfloat16``, ``float32``, ``float64``.
+      dtypes: any of :data:`VERIFY_DTYPES`: ``float16``, ``bfloat16``, ``float32``,
+        ``float64``, ``complex64``, ``complex128`` (outputs and gradients) and ``int64``
+        (outputs, exactly).
       n: how many configurations to sample.
       seed: seed of the configurations and of their data.
       kinds: ``"conv"``, ``"transpose"`` or both.
@@ -571,6 +653,13 @@ def run_verify(*, impls: Sequence[str] | None = None,
     elif any(d in ("float16", "bfloat16") for d in dtypes):
         notes.append("float16/bfloat16: PyTorch computes in float32 on the same half-rounded "
                      "data; impls are compared with each other in the half dtype.")
+    if any(d in COMPLEX_DTYPES for d in dtypes):
+        notes.append("complex: the gradients compared are PyTorch's, conj(vjp(conj(ct))) of "
+                     "JAX's VJP (the transpose; PyTorch's gradient is the adjoint); errors "
+                     "are moduli.")
+    if "int64" in dtypes:
+        notes.append(f"int64: data in [-{INT_DRAW}, {INT_DRAW}], the output only (no "
+                     "gradients), compared exactly.")
     reference = TORCH if torch_mod is not None else impls[0]
     configs = sample_configs(n, seed, kinds)
     items = [(c, d) for c in configs for d in dtypes]

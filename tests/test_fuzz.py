@@ -5,11 +5,12 @@ Hypothesis draws convolutions from the whole space PyTorch accepts: spatial rank
 unbatched input; stride; dilation; dense, grouped and depthwise (with a channel
 multiplier) groups; padding as an int, a tuple, ``'same'`` (stride 1 only),
 ``'valid'``, or explicit ``(low, high)`` pairs (beyond PyTorch, mixed with plain
-ints); every ``padding_mode``; bias or not; float64 and float32; and, for
-``conv_transpose``, ``output_padding`` < stride or dilation. The configurations
-are built valid, not filtered: sizes are drawn above what PyTorch needs (reflect
-pad < size, circular pad <= size, kernel no larger than the padded input), and
-transposed padding below what keeps the output size positive.
+ints); every ``padding_mode``; bias or not; float64, float32, complex128,
+complex64 and int64; and, for ``conv_transpose``, ``output_padding`` < stride
+or dilation. The configurations are built valid, not filtered: sizes are drawn
+above what PyTorch needs (reflect pad < size, circular pad <= size, kernel no
+larger than the padded input), and transposed padding below what keeps the
+output size positive.
 
 For each example, the output and the gradients of input, weight and bias (a VJP
 with a random cotangent) of every registered impl and of ``"auto"`` are computed
@@ -18,14 +19,26 @@ example, which is what an example costs) and compared with PyTorch's output and
 autograd (``nn.ConvNd`` with its ``padding_mode``, ``F.conv_transposeNd``; for
 pairs, ``F.pad`` then ``F.convNd``, and ``F.conv_transposeNd`` then a crop) by
 ``|a - b| <= atol * (1 + max|b|) + rtol * |b|`` with
-:data:`jaxconv.testing.TOLERANCES` (float64 1e-10, float32 1e-4).
+:data:`jaxconv.testing.TOLERANCES` (float64 and complex128 1e-10, float32 and
+complex64 1e-4, int64 0: exactly).
 
-The tests are parametrized by padding mode (conv) and by explicit pairs or
-PyTorch's padding forms (both), so that even a few examples per test cover each;
-the rest is drawn. Example counts per test come from the Hypothesis profiles
-registered in conftest.py: ``ci`` (the default: derandomized, 6 per test, about
-a minute on 2 cores) and ``long`` (randomized, 500 per test: 5000 examples, about
-1.5 hours on 2 cores; ``JAXCONV_HYPOTHESIS_EXAMPLES=n`` sets n per test)::
+Complex data are ``real + i imag``, both standard normal, and PyTorch computes
+in the same complex dtype. JAX's VJP is the transpose, PyTorch's gradient the
+adjoint: ``x.grad`` after ``y.backward(ct)`` is ``conj(vjp(conj(ct)))``, and
+that is what is compared (:func:`jaxconv.verify.jax_results` computes it).
+int64 data are small integers (no sum overflows), and only the output is
+compared (integers have no gradients), exactly; one more test draws int64 data
+from the whole range, so that products and sums wrap around, and compares
+exactly with PyTorch, which wraps around too.
+
+The tests are parametrized by dtype family (real, complex, int64; the dtype
+within one is drawn), padding mode (conv) and by explicit pairs or PyTorch's
+padding forms (both), so that even a few examples per test cover each; the rest
+is drawn. Example counts come from the Hypothesis profiles registered in
+conftest.py, a third of the profile's per test (the three families share it)
+and no fewer than 2: ``ci`` (the default: derandomized, 2 per test, 64 examples,
+about a minute on 2 cores) and ``long`` (randomized, 166 per test: about 5300
+examples; ``JAXCONV_HYPOTHESIS_EXAMPLES=n`` sets the profile's n)::
 
     JAXCONV_HYPOTHESIS_PROFILE=long python -m pytest -q tests/test_fuzz.py \\
         -p no:cacheprovider --hypothesis-show-statistics
@@ -37,9 +50,12 @@ the largest difference, where it is and both values.
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import event, given, note
+from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 from reference import padding_pairs
 
@@ -48,7 +64,13 @@ from jaxconv import verify
 from jaxconv.testing import TOLERANCES
 
 IMPLS = (*jaxconv.available_impls(), "auto")
-DTYPES = ("float64", "float32")
+# Each test runs one family; the dtype within it is drawn. complex: outputs and PyTorch's
+# gradients; int64: outputs only, exactly.
+DTYPE_FAMILIES = {"real": ("float64", "float32"), "complex": ("complex128", "complex64"),
+                  "int64": ("int64",)}
+# The profile's examples per test, shared by the families: the total stays the profile's.
+EXAMPLES = settings(max_examples=max(2, settings.default.max_examples // len(DTYPE_FAMILIES)))
+INT64 = np.iinfo(np.int64)
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 TORCH_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate",
                    "circular": "circular"}
@@ -217,11 +239,11 @@ def _torch_pairs_results(torch, config: FuzzConfig, dtype: str) -> dict[str, np.
     """Explicit pairs, which PyTorch lacks: ``F.pad`` (in the padding mode) then
     ``F.convNd`` unpadded; ``F.conv_transposeNd`` unpadded, cropped by low and high."""
     F = torch.nn.functional
-    tdtype = torch.float64 if dtype == "float64" else torch.float32
-    x, w, b, cot = (None if a is None else torch.from_numpy(np.array(a, np.float64)).to(tdtype)
+    tdtype, host = verify.torch_dtype(torch, dtype), verify.host_dtype(dtype)
+    x, w, b, cot = (None if a is None else torch.from_numpy(np.array(a, host)).to(tdtype)
                     for a in config.arrays(dtype))
     for leaf in (x, w, b):
-        if leaf is not None:
+        if leaf is not None and cot is not None:  # integers: no cotangent, no gradients
             leaf.requires_grad_()
     rank, pairs = config.rank, config.pairs
     if config.kind == "conv":
@@ -235,11 +257,13 @@ def _torch_pairs_results(torch, config: FuzzConfig, dtype: str) -> dict[str, np.
                                                     config.dilation)
         crop = tuple(slice(lo, full.shape[i - rank] - hi) for i, (lo, hi) in enumerate(pairs))
         y = full[(..., *crop)]
+    if cot is None:
+        return {"output": y.numpy().astype(host)}
     y.backward(cot)
     out = {"output": y, "d_input": x.grad, "d_weight": w.grad}
     if b is not None:
         out["d_bias"] = b.grad
-    return {q: v.detach().numpy().astype(np.float64) for q, v in out.items()}
+    return {q: v.detach().numpy().astype(host) for q, v in out.items()}
 
 
 def _torch_results(torch, config: FuzzConfig, dtype: str) -> dict[str, np.ndarray]:
@@ -284,29 +308,71 @@ def _check_against_torch(torch, config: FuzzConfig, dtype: str) -> None:
                 continue
             err = verify.compare(a, b, rtol, atol)
             if not err.passed:
-                at = np.unravel_index(np.argmax(np.abs(a - b)), a.shape)
+                worst = a != b if a.dtype == np.int64 else np.abs(a - b)  # ints: exact
+                at = np.unravel_index(np.argmax(worst), a.shape)
                 failures.append(
                     f"  {impl:<6} {q:<8} max|a - b| {err.max_abs:.3e} (rel {err.max_rel:.3e}, "
                     f"{err.ratio:.3g} x allowed); at {tuple(map(int, at))}: "
-                    f"jaxconv {float(a[at])!r}, torch {float(b[at])!r}")
+                    f"jaxconv {a[at].item()!r}, torch {b[at].item()!r}")
     if failures:
         raise AssertionError(f"{call} disagrees with PyTorch (rtol={rtol:g}, atol={atol:g}):\n"
                              + "\n".join(failures))
 
 
-# One test per padding mode, and PyTorch's padding forms apart from explicit pairs (they
-# have their own PyTorch reference), so that even the CI profile's few examples cover each.
+# One test per dtype family, padding mode, and PyTorch's padding forms apart from explicit
+# pairs (they have their own PyTorch reference), so that even the CI profile's few examples
+# cover each.
 PAIRS = pytest.mark.parametrize("pairs", (False, True), ids=("torch_padding", "pairs"))
+FAMILIES = pytest.mark.parametrize("family", list(DTYPE_FAMILIES))
 
 
+@FAMILIES
 @PAIRS
 @pytest.mark.parametrize("mode", PADDING_MODES)
-@given(data=st.data(), dtype=st.sampled_from(DTYPES))
-def test_conv_matches_torch(torch, mode, pairs, data, dtype):
+@EXAMPLES
+@given(data=st.data())
+def test_conv_matches_torch(torch, mode, pairs, family, data):
+    dtype = data.draw(st.sampled_from(DTYPE_FAMILIES[family]), label="dtype")
     _check_against_torch(torch, data.draw(conv_configs(mode, pairs), label="config"), dtype)
 
 
+@FAMILIES
 @PAIRS
-@given(data=st.data(), dtype=st.sampled_from(DTYPES))
-def test_conv_transpose_matches_torch(torch, pairs, data, dtype):
+@EXAMPLES
+@given(data=st.data())
+def test_conv_transpose_matches_torch(torch, pairs, family, data):
+    dtype = data.draw(st.sampled_from(DTYPE_FAMILIES[family]), label="dtype")
     _check_against_torch(torch, data.draw(transpose_configs(pairs), label="config"), dtype)
+
+
+class WrappingConfig(FuzzConfig):
+    """A config whose int64 data are drawn from the whole int64 range: nearly every
+    product, and so every sum, overflows and wraps around."""
+
+    def arrays(self, dtype: str):
+        assert dtype == "int64", dtype
+        rng = np.random.default_rng(self.seed)
+        x_shape, w_shape, b_shape = self.shapes
+        draw = lambda shape: jnp.asarray(
+            rng.integers(INT64.min, INT64.max, shape, endpoint=True), jnp.int64)
+        return draw(x_shape), draw(w_shape), None if b_shape is None else draw(b_shape), None
+
+
+@pytest.mark.parametrize("kind", ("conv", "transpose"))
+@EXAMPLES
+@given(data=st.data())
+def test_int64_wraps_around_as_pytorch(torch, kind, data):
+    """int64 arithmetic is modulo 2**64 in XLA and in PyTorch's CPU kernels: whatever
+    order an impl sums in, the wrapped result is the same, exactly."""
+    pairs = data.draw(st.booleans(), label="pairs")
+    if kind == "conv":
+        mode = data.draw(st.sampled_from(PADDING_MODES), label="mode")
+        config = data.draw(conv_configs(mode, pairs), label="config")
+    else:
+        config = data.draw(transpose_configs(pairs), label="config")
+    config = WrappingConfig(**dataclasses.asdict(config))
+    x, w, *_ = config.arrays("int64")
+    # the products overflow: |x| |w| > 2**63 somewhere (unless an array is empty)
+    assert x.size == 0 or float(np.abs(np.asarray(x, float)).max()) * float(
+        np.abs(np.asarray(w, float)).max()) > 2.0**63
+    _check_against_torch(torch, config, "int64")

@@ -3,6 +3,8 @@ comparison rule, reports, a planted wrong impl caught, the CLI's files and error
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -10,6 +12,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -108,6 +111,46 @@ def test_sampled_configs_run_in_pytorch_with_the_expected_output_shape(torch):
         assert set(out) == {"output", "d_input", "d_weight", *(["d_bias"] * c.bias)}
 
 
+def test_data_are_drawn_per_dtype():
+    c = V.sample_configs(1, seed=0)[0]
+    x, w, b, ct = c.arrays("float64")  # as before complex and int64 joined: one normal draw
+    rng = np.random.default_rng(c.seed)
+    for a in (x, w, b, ct):
+        np.testing.assert_array_equal(a, rng.standard_normal(a.shape))
+    rng = np.random.default_rng(c.seed)
+    for a in c.arrays("complex128"):
+        assert a.dtype == jnp.complex128
+        np.testing.assert_array_equal(a.real, rng.standard_normal(a.shape))
+        np.testing.assert_array_equal(a.imag, rng.standard_normal(a.shape))
+    *ints, ct = c.arrays("int64")
+    assert ct is None  # integers have no gradients
+    for a in ints:
+        assert a.dtype == jnp.int64 and a.shape in c.shapes
+        assert set(np.unique(a)) <= set(range(-V.INT_DRAW, V.INT_DRAW + 1))
+        assert len(np.unique(a)) > 3
+
+
+class _IntsAsFloat64(V.Config):
+    """The int64 data of a config, as float64 (exact: small integers), with a cotangent."""
+
+    def arrays(self, dtype):
+        *arrays, _ = V.Config.arrays(self, "int64")
+        as_float = lambda a: None if a is None else jnp.asarray(a, jnp.float64)
+        return (*map(as_float, arrays), jnp.zeros(self.output_shape, jnp.float64))
+
+
+def test_int64_pytorch_side_is_what_nn_convnd_computes_on_the_same_integers(torch):
+    """int64 takes PyTorch's functional form (nn.ConvNd takes floating parameters only); on
+    small integers, float64's nn.ConvNd / F.conv_transposeNd is exact: the same numbers."""
+    configs = V.sample_configs(60, seed=1)
+    assert {c.padding_mode for c in configs} == set(V.PADDING_MODES)
+    for c in configs:
+        got = V.torch_results(torch, c, "int64")
+        assert list(got) == ["output"] and got["output"].dtype == np.int64
+        want = V.torch_results(torch, _IntsAsFloat64(**dataclasses.asdict(c)), "float64")
+        np.testing.assert_array_equal(got["output"], want["output"], err_msg=c.describe())
+
+
 def test_describe_is_the_call():
     c = V.sample_configs(1, seed=0)[0]
     assert c.describe() == (
@@ -131,6 +174,21 @@ def test_compare_follows_the_assert_impls_agree_rule():
     assert zero.max_rel == math.inf and not zero.passed
     empty = V.compare(np.zeros((0, 3)), np.zeros((0, 3)), 1e-4, 1e-4)
     assert empty.passed and empty.max_abs == 0.0
+
+
+def test_compare_is_exact_for_integers_and_takes_moduli_of_complex():
+    big = np.iinfo(np.int64)
+    same = V.compare(np.array([big.min, 3, big.max]), np.array([big.min, 3, big.max]), 0, 0)
+    assert same.passed and same.max_abs == 0 and same.ratio == 0
+    # int64 differences that wrap around (to 2**63, whose abs is negative, or to -1)
+    for got, want in ((0, big.min), (big.max, big.min), (big.max, big.max - 1)):
+        err = V.compare(np.array([got]), np.array([want]), 0, 0)
+        assert not err.passed and err.max_abs == float(abs(got - want)) and err.ratio == math.inf
+    want = np.array([3 + 4j, 0j])  # |b| = 5: allowed = 1e-4 * 6 + 1e-4 * |b|: 1.1e-3, 6e-4
+    ok = V.compare(want + [0.6e-3 + 0.8e-3j, 0.3e-3 + 0.4e-3j], want, 1e-4, 1e-4)
+    assert ok.passed and ok.max_abs == pytest.approx(1e-3)
+    assert ok.ratio == pytest.approx(1 / 1.1) and ok.max_rel == pytest.approx(2e-4)
+    assert not V.compare(want + [0, 0.5e-3 + 0.5e-3j], want, 1e-4, 1e-4).passed
 
 
 # --- the library ------------------------------------------------------------------------
@@ -177,6 +235,43 @@ def test_half_precision_is_checked_against_float32_pytorch(torch):
     assert 1e-4 < report.summary()[0].max_rel < 3e-2
 
 
+def test_complex_and_int64_agree_with_pytorch(torch):
+    report = V.run_verify(impls=IMPLS, dtypes=("complex64", "complex128", "int64"), n=3)
+    assert report.passed and report.notes == [
+        "complex: the gradients compared are PyTorch's, conj(vjp(conj(ct))) of JAX's VJP "
+        "(the transpose; PyTorch's gradient is the adjoint); errors are moduli.",
+        f"int64: data in [-{V.INT_DRAW}, {V.INT_DRAW}], the output only (no gradients), "
+        "compared exactly."]
+    rows = {(r.pair, r.dtype): r for r in report.summary()}
+    assert rows["lax vs torch", "complex128"].max_rel < 1e-12
+    assert 0 < rows["lax vs torch", "complex64"].max_rel < 1e-5
+    assert all(rows[pair, "int64"].max_abs == 0
+               for pair in ("lax vs torch", "shift vs torch", "shift vs lax"))
+    for c in report.comparisons:
+        bias = report.configs[c.config].bias
+        grads = [] if c.dtype == "int64" else ["d_input", "d_weight", *(["d_bias"] * bias)]
+        assert list(c.errors) == ["output", *grads]
+
+
+def test_complex_gradients_are_pytorchs_through_the_conjugate_relation(torch):
+    """JAX's VJP is the transpose, PyTorch's gradient the adjoint: ``x.grad`` after
+    ``y.backward(ct)`` is ``conj(vjp(conj(ct)))``, which verify reports for every impl;
+    the plain ``vjp(ct)`` is another number (but for the bias, whose map is real)."""
+    config = V.sample_configs(1, seed=0)[0]
+    assert config.bias and config.kind == "conv"
+    want = V.torch_results(torch, config, "complex128")
+    got = V.jax_results(config, IMPLS, "complex128")
+    with jax.enable_x64(True):
+        x, w, b, ct = config.arrays("complex128")
+        _, vjp = jax.vjp(functools.partial(jaxconv.conv, **config.kwargs), x, w, b)
+        plain = dict(zip(("d_input", "d_weight", "d_bias"), vjp(ct), strict=True))
+    for q, g in plain.items():
+        differs = np.abs(np.asarray(g) - want[q]).max() > 0.1 * np.abs(want[q]).max()
+        assert differs == (q != "d_bias")
+        for impl in IMPLS:
+            np.testing.assert_allclose(got[impl][q], want[q], rtol=1e-10, atol=1e-10)
+
+
 def test_a_planted_wrong_impl_is_caught_where_its_forward_is_used(flipped):
     report = V.run_verify(impls=("lax", flipped), dtypes=("float64",), n=3, torch=False)
     assert not report.passed
@@ -188,6 +283,18 @@ def test_a_planted_wrong_impl_is_caught_where_its_forward_is_used(flipped):
                 for c in report.configs if c.batch != 0 and max(c.kernel) > 1}
     assert failing == expected and set(expected) == {0, 1, 2}
     assert report.summary()[0].failures == 3
+
+
+def test_a_planted_wrong_impl_is_caught_in_complex_and_int64(flipped):
+    report = V.run_verify(impls=("lax", flipped), dtypes=("complex128", "int64"), n=3,
+                          torch=False)
+    failing = {(c.config, c.dtype): c.failing for c in report.failures}
+    # as in float64; int64 has no gradients, so only a conv's output shows the flip
+    flips = [c for c in report.configs if c.batch != 0 and max(c.kernel) > 1]
+    expected = {(c.index, "complex128"): ["output" if c.kind == "conv" else "d_input"]
+                for c in flips}
+    expected.update({(c.index, "int64"): ["output"] for c in flips if c.kind == "conv"})
+    assert failing == expected and len(expected) == 5
 
 
 def test_an_impl_that_raises_is_a_failure_and_the_others_still_compare(broken):
@@ -222,7 +329,8 @@ def test_importing_the_cli_does_not_import_torch():
      "'shift', 'fold', 'auto'), got impls=('lax', 'nope')."),
     (dict(impls=("lax", "lax")), "`impls` must be distinct names from"),
     (dict(dtypes=("float32", "int8")), "`dtypes` must be names from ('float16', 'bfloat16', "
-     "'float32', 'float64'), got dtypes=('float32', 'int8')."),
+     "'float32', 'float64', 'complex64', 'complex128', 'int64'), got dtypes=('float32', "
+     "'int8')."),
     (dict(n=0), "`n` must be a positive int, got n=0."),
     (dict(n=2.0), "`n` must be a positive int, got n=2.0."),
     (dict(kinds=("conv", "deconv")), "`kinds` must be names from ('conv', 'transpose'), "
@@ -280,6 +388,16 @@ def test_cli_exits_1_and_lists_the_failing_configs(flipped, tmp_path, capsys):
     assert data["passed"] is False and [f["config"] for f in data["failures"]] == [0, 1, 2]
 
 
+def test_cli_verifies_complex64_against_pytorch(torch, capsys):
+    assert main(["verify", "--impls", "lax,shift", "--dtype", "complex64", "--n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "complex64 rtol=0.0001 atol=0.0001." in out
+    assert "complex: the gradients compared are PyTorch's, conj(vjp(conj(ct)))" in out
+    for pair in ("lax vs torch", "shift vs torch", "shift vs lax"):
+        assert re.search(rf"{pair}\s+complex64\s+2\s+\S+\s+\S+\s+0\n", out)
+    assert "OK: all 6 comparisons agree." in out
+
+
 def test_cli_kind_selects_the_configs(capsys):
     assert main([*SMALL[:-3], "--n", "1", "--no-torch", "--kind", "transpose"]) == 0
     assert "1 configs (0 conv, 1 conv_transpose; seed 0)" in capsys.readouterr().out
@@ -291,7 +409,8 @@ def test_cli_kind_selects_the_configs(capsys):
     (["--impls", "lax,lax"], "argument --impls: a repeated impl in 'lax,lax'; choose "
      "distinct names from"),
     (["--dtype", "float32", "--dtype", "float32,int8"], "argument --dtype: unknown dtype "
-     "'int8' in 'float32,int8'; choose from float16, bfloat16, float32, float64."),
+     "'int8' in 'float32,int8'; choose from float16, bfloat16, float32, float64, complex64, "
+     "complex128, int64."),
     (["--n", "0"], "argument --n: must be a positive integer, got '0'."),
     (["--n", "many"], "argument --n: must be a positive integer, got 'many'."),
     (["--kind", "deconv"], "argument --kind: invalid choice: 'deconv'"),

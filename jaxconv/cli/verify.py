@@ -3,6 +3,7 @@
     python -m jaxconv verify                             # 16 configs, float32 and float64
     python -m jaxconv verify --n 200 --kind both --seed 1
     python -m jaxconv verify --impls lax,shift --dtype float16 --dtype bfloat16
+    python -m jaxconv verify --dtype complex64,complex128 --dtype int64
     python -m jaxconv verify --no-torch --json verify.json
 
 Exit status: 0 when everything agrees, 1 when anything disagrees (the failing
@@ -19,7 +20,6 @@ import jax
 
 from jaxconv import verify as V
 from jaxconv._registry import available_impls
-from jaxconv._spec import DTYPES
 from jaxconv.cli._util import progress_bar, table
 from jaxconv.testing import TOLERANCES
 
@@ -32,8 +32,9 @@ def add_parser(commands) -> None:
     p.add_argument("--impls", type=_impls, default=None, metavar="A,B,...",
                    help="comma-separated impls (default: every registered impl and auto)")
     p.add_argument("--dtype", type=_dtypes, action="append", default=None, metavar="DTYPE",
-                   help=f"repeatable or comma-separated, from {', '.join(DTYPES)} "
-                        "(default: float32,float64)")
+                   help=f"repeatable or comma-separated, from {', '.join(V.VERIFY_DTYPES)} "
+                        "(default: float32,float64; complex: PyTorch's gradients, "
+                        "conj(vjp(conj(ct))); int64: outputs only, exactly)")
     p.add_argument("--n", type=_positive, default=16,
                    help="number of sampled configurations (default: 16)")
     p.add_argument("--seed", type=int, default=0, help="sampling and data seed (default: 0)")
@@ -59,10 +60,11 @@ def _impls(text: str) -> tuple[str, ...]:
 
 def _dtypes(text: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in text.split(","))
-    bad = [n for n in names if n not in DTYPES]
+    bad = [n for n in names if n not in V.VERIFY_DTYPES]
     if bad:
         raise argparse.ArgumentTypeError(
-            f"unknown dtype {bad[0]!r} in {text!r}; choose from {', '.join(DTYPES)}.")
+            f"unknown dtype {bad[0]!r} in {text!r}; choose from "
+            f"{', '.join(V.VERIFY_DTYPES)}.")
     return names
 
 
