@@ -48,9 +48,9 @@ import numpy as np
 
 from jaxconv._registry import available_impls
 from jaxconv._spec import (
+    DTYPES,
     ConvSpec,
     _fail,
-    DTYPES,
     conv_spec,
     conv_transpose_spec,
     dtype_name,
@@ -247,9 +247,10 @@ def cpu_has_avx512() -> bool:
 
 def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
                  dtype: Any, inference: bool = True) -> ConvSpec:
-    """`spec` with ``impl`` set: the named impl, or auto's per-kernel choice (and,
-    with the hand-written rules (``autodiff="custom"`` or ``"custom_vjp"``) and `inference`, its forward for calls that are not
-    differentiated; conv_transpose, whose forward is ``input_grad``, passes False)."""
+    """`spec` with ``impl`` set: the named impl, or auto's per-kernel choice (and, with
+    the hand-written rules (``autodiff="custom"`` or ``"custom_vjp"``) and `inference`,
+    its forward for calls that are not differentiated; conv_transpose, whose forward is
+    ``input_grad``, passes False)."""
     impl, primal = check_impl(fn, impl), None
     if impl == "auto":
         choice = choose(spec, tuple(input_shape), tuple(weight_shape), dtype,

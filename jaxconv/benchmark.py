@@ -55,7 +55,8 @@ from jaxconv._spec import conv_spec
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
-    """One convolution layer of the benchmark (float32, channels-first)."""
+    """One convolution layer of the benchmark (channels-first; float32 unless `dtype`
+    says complex64)."""
 
     rank: int
     n: int
@@ -68,6 +69,7 @@ class Layer:
     dilation: int = 1
     groups: int = 1
     mode: str = "zeros"
+    dtype: str = "float32"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -86,7 +88,8 @@ class Layer:
         s = "x".join(map(str, self.spatial))
         text = (f"{self.rank}d N={self.n} C={self.c_in} S={s} O={self.c_out} k={self.kernel} "
                 f"s={self.stride} p={self.padding} d={self.dilation} g={self.groups}")
-        return text + ("" if self.mode == "zeros" else f" mode={self.mode}")
+        text += "" if self.mode == "zeros" else f" mode={self.mode}"
+        return text + ("" if self.dtype == "float32" else f" dtype={self.dtype}")
 
 
 # Typical layers of CNNs (image, audio, video), at CPU-sized batches.
@@ -107,10 +110,14 @@ LAYERS: dict[str, Layer] = {
     "depthwise_1d_k31": Layer(1, 8, 256, (1024,), 256, 31, 1, 15, 1, 256),
     "video_3d": Layer(3, 2, 16, (8, 32, 32), 32, 3, 1, 1),
     "circular_3d": Layer(3, 2, 16, (8, 32, 32), 16, 3, 1, 1, mode="circular"),
+    # Complex layers (MRI reconstruction, complex-valued audio and radar nets).
+    "complex_3x3_32": Layer(2, 8, 32, (56, 56), 32, 3, 1, 1, dtype="complex64"),
+    "complex_1d_k9": Layer(1, 8, 32, (4096,), 32, 9, 1, 4, dtype="complex64"),
 }
 
 _KEYS = {"n": "n", "c": "c_in", "o": "c_out", "k": "kernel", "s": "stride", "p": "padding",
-         "d": "dilation", "g": "groups", "mode": "mode"}
+         "d": "dilation", "g": "groups", "mode": "mode", "dtype": "dtype"}
+BENCH_DTYPES = ("float32", "complex64")
 
 
 def parse_layer(text: str) -> Layer:
@@ -139,16 +146,19 @@ def parse_layer(text: str) -> Layer:
             sizes = tuple(int(v) for v in value.split("x"))
             fields["spatial"] = sizes * rank if len(sizes) == 1 else sizes
         elif lower in _KEYS:
-            fields[_KEYS[lower]] = value if lower == "mode" else int(value)
+            fields[_KEYS[lower]] = value if lower in ("mode", "dtype") else int(value)
         else:
             raise ValueError(f"jaxconv bench: unknown key {key!r} in {text!r}; use N, C, O, "
-                             "k, s, p, d, g, mode and L / HW / DHW / S.")
+                             "k, s, p, d, g, mode, dtype and L / HW / DHW / S.")
     missing = [k for k in ("n", "c_in", "c_out", "kernel", "spatial") if k not in fields]
     if missing:
         raise ValueError(f"jaxconv bench: layer {text!r} lacks {', '.join(missing)}.")
     if len(fields["spatial"]) != rank:
         raise ValueError(f"jaxconv bench: {rank}-d layer needs {rank} spatial sizes, got "
                          f"{fields['spatial']} in {text!r}.")
+    if fields.get("dtype", "float32") not in BENCH_DTYPES:
+        raise ValueError(f"jaxconv bench: dtype must be one of {', '.join(BENCH_DTYPES)}, "
+                         f"got {fields['dtype']!r} in {text!r}.")
     layer = Layer(rank=rank, **fields)
     conv_spec("bench", _auto.shape_stand_in(layer.input_shape),
               _auto.shape_stand_in(layer.weight_shape), None, layer.stride, layer.padding,
@@ -158,11 +168,17 @@ def parse_layer(text: str) -> Layer:
 
 def layer_arrays(layer: Layer, seed: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(layer.input_shape, dtype=np.float32)
     fan_in = math.prod(layer.weight_shape[1:])
-    w = (rng.standard_normal(layer.weight_shape) / np.sqrt(fan_in)).astype(np.float32)
-    b = rng.standard_normal(layer.c_out, dtype=np.float32)
-    return jnp.asarray(x), jnp.asarray(w), jnp.asarray(b)
+    complex_ = layer.dtype == "complex64"
+
+    def draw(shape, scale=1.0):
+        a = rng.standard_normal(shape, dtype=np.float32)
+        if complex_:
+            a = a + 1j * rng.standard_normal(shape, dtype=np.float32)
+        return jnp.asarray((a * scale).astype(layer.dtype))
+
+    return draw(layer.input_shape), draw(layer.weight_shape, 1 / np.sqrt(fan_in)), \
+        draw((layer.c_out,))
 
 
 def raw_lax_conv(layer: Layer) -> Callable:
@@ -254,7 +270,7 @@ def _torch_runners(layer: Layer, arrays):
 
     x, w, b = (torch.from_numpy(np.array(a)) for a in arrays)
     cls = getattr(torch.nn, f"Conv{layer.rank}d")
-    m = cls(layer.c_in, layer.c_out, layer.kernel, **layer.kwargs)
+    m = cls(layer.c_in, layer.c_out, layer.kernel, **layer.kwargs, dtype=x.dtype)
     with torch.no_grad():
         m.weight.copy_(w)
         m.bias.copy_(b)
@@ -264,7 +280,8 @@ def _torch_runners(layer: Layer, arrays):
         with torch.no_grad():
             return m(x)
 
-    ct = torch.from_numpy(np.array(jax.random.normal(jax.random.key(1), m(x).shape)))
+    ct = torch.from_numpy(np.array(jax.random.normal(jax.random.key(1), m(x).shape,
+                                                     layer.dtype)))
 
     def fwdbwd():
         m.zero_grad()

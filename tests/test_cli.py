@@ -72,8 +72,8 @@ def test_timed_run_writes_table_and_files(tmp_path, capsys):
                  str(files["md"])]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith(
-        f"jax {jax.__version__} on cpu (cpu), float32, median of 1 interleaved runs after a "
-        "warm-up; XLA CPU convolutions: ")
+        f"jax {jax.__version__} on cpu (cpu), float32 (complex64 where a layer says so), "
+        "median of 1 interleaved runs after a warm-up; XLA CPU convolutions: ")
     rows = json.loads(files["json"].read_text())
     variants = {r["variant"] for r in rows}
     assert {"lax", "gather", "shift", "auto", "raw-lax"} <= variants
@@ -111,7 +111,8 @@ def test_min_time_samples_fast_variants_more_and_says_so(monkeypatch, capsys):
                  "--min-time", "0.01", "--no-torch"]) == 0
     assert calls == [(2, 0.01), (2, 0.01)]  # the forwards (and the matmul), the f+b
     assert capsys.readouterr().out.splitlines()[0].startswith(
-        f"jax {jax.__version__} on cpu (cpu), float32, median of at least 2 interleaved runs "
+        f"jax {jax.__version__} on cpu (cpu), float32 (complex64 where a layer says so), "
+        "median of at least 2 interleaved runs "
         f"after a warm-up, and of up to {benchmark.MAX_ROUNDS} for a variant until its runs "
         "add up to 0.01 s; XLA CPU convolutions: ")
 

@@ -128,7 +128,8 @@ def run(args) -> int:
         return 2
     backend = jax.devices()[0]
     args.compiler_options = (eigen_conv_options() if args.xla_cpu_conv == "eigen" else None)
-    out_md = [f"jax {jax.__version__} on {backend.platform} ({backend.device_kind}), float32, "
+    out_md = [f"jax {jax.__version__} on {backend.platform} ({backend.device_kind}), float32 "
+              "(complex64 where a layer says so), "
               f"{_sampling(args)}; XLA CPU convolutions: "
               f"{_conv_setting(args.compiler_options)}; {_malloc_setting()}."]
     print(out_md[0])
@@ -299,7 +300,7 @@ def plot(records: list[dict], path: str) -> None:
                   ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel(f"forward + backward time / {base} (log)")
-    ax.set_title(f"jaxconv on {jax.devices()[0].platform}, float32 (lower is better)")
+    ax.set_title(f"jaxconv on {jax.devices()[0].platform} (lower is better)")
     ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
