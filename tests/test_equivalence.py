@@ -2,6 +2,7 @@
 
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -75,3 +76,30 @@ def test_helper_default_tolerances_per_dtype(dtype):
     x = rng.standard_normal((2, 4, 8, 8)).astype(dtype)
     w = rng.standard_normal((4, 1, 3, 3)).astype(dtype)
     assert_impls_agree(x, w, padding=1, groups=4, padding_mode="reflect")
+
+
+def test_helper_keeps_complex_parts_and_compares_integers_exactly(monkeypatch):
+    """Complex outputs and gradients keep their imaginary parts (a wrong imaginary part
+    is caught); integer outputs are compared exactly and have no gradients."""
+    from jaxconv.testing import impl_outputs
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2, 2, 6)) + 1j * rng.standard_normal((2, 2, 6))).astype("complex64")
+    w = (rng.standard_normal((3, 2, 3)) + 1j * rng.standard_normal((3, 2, 3))).astype("complex64")
+    out = impl_outputs(x, w, impl="gather", padding=1)
+    assert all(np.iscomplexobj(v) and np.abs(v.imag).max() > 0 for v in out.values())
+    want = jax.lax.conv_general_dilated(x, w, (1,), [(1, 1)])
+    np.testing.assert_allclose(out["output"], np.asarray(want), rtol=1e-5, atol=1e-5)
+    lax = jaxconv.impls.lax
+
+    xi = rng.integers(-2**40, 2**40, (2, 2, 6))
+    wi = rng.integers(-2**40, 2**40, (3, 2, 3))
+    with jax.enable_x64(True):
+        report = assert_impls_agree(xi, wi, padding=1)
+        assert set(report["gather"]) == {"output"}
+        name = "test_plus_one"
+        monkeypatch.setitem(jaxconv._registry._REGISTRY, name, jaxconv.Impl(
+            name, lambda x, w, spec: lax.forward(x, w, spec) + 1, lax.input_grad,
+            lax.weight_grad))
+        with pytest.raises(AssertionError, match=re.escape(f"  {name} output")):
+            assert_impls_agree(xi, wi, impls=("lax", name))
