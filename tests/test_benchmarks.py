@@ -149,3 +149,14 @@ def test_xla_library_probe_quick():
                          text=True, timeout=600)
     assert bad.returncode == 2
     assert "--repeats must be at least 1, got 0" in bad.stderr
+
+
+def test_complex_probe_quick():
+    """The complex probe checks three real calls, four and XLA's native complex
+    convolution against each other (it exits non-zero otherwise) and tabulates them."""
+    probe = str(ROOT / "benchmarks" / "complex_probe.py")
+    run = subprocess.run([sys.executable, probe, "--quick"], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "| 2d N=1 C=4 HW=8 O=4 k=3 p=1 dtype=complex64 |" in run.stdout
+    assert "four/gauss3 f+b | native/gauss3 f+b | gauss3/torch f+b |" in run.stdout
