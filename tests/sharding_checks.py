@@ -88,6 +88,31 @@ def test_conv_per_shard_equals_one_device(layout, impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("layout", ["batch", "height", "channel"])
+def test_forward_mode_per_shard_equals_one_device(layout, impl):
+    """jvp and the forward-over-reverse HVP (the rules are primitives, so forward mode
+    runs per shard too) equal one device's."""
+    x, w, b = _arrays()
+    spec = LAYOUTS[layout]
+    t = jnp.cos(w)
+
+    def f(x, w):
+        y = jaxconv.conv2d(x, w, b, stride=2, padding=1, groups=4, padding_mode="reflect",
+                           impl=impl)
+        return jnp.sum(jnp.tanh(y))
+
+    def both(x, w):
+        return (jax.jvp(lambda w: f(x, w), (w,), (t,))[1],
+                jax.jvp(jax.grad(lambda w: f(x, w)), (w,), (t,))[1])
+
+    want = jax.jit(both)(x, w)
+    with jax.set_mesh(MESH):
+        got = jax.jit(both)(jax.device_put(x, NamedSharding(MESH, spec)), w)
+    for a, r in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(r), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_conv_transpose_per_shard_equals_one_device(layout, impl):
     x, w, b = _arrays(transpose=True, k=4)
