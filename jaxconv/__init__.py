@@ -17,6 +17,7 @@ from jaxconv._nonfinite import get_exact_nonfinite, set_exact_nonfinite
 from jaxconv._padding import pad
 from jaxconv._registry import Impl, available_impls, get_impl, register_impl
 from jaxconv._spec import ConvSpec
+from jaxconv._unfold import fold, unfold
 from jaxconv._xla_options import EIGEN_CONV_XLA_FLAG, eigen_conv_options
 from jaxconv.impls.gather import get_memory_budget, set_memory_budget
 
@@ -42,6 +43,7 @@ __all__ = [
     "conv_transpose3d",
     "eigen_conv_options",
     "explain_auto",
+    "fold",
     "get_exact_nonfinite",
     "get_impl",
     "get_memory_budget",
@@ -51,4 +53,5 @@ __all__ = [
     "set_exact_nonfinite",
     "set_memory_budget",
     "testing",
+    "unfold",
 ]

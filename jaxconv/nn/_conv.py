@@ -1,4 +1,4 @@
-"""PyTorch-style convolution layers: ``Conv``, ``Conv1d/2d/3d``, ``ConvTranspose*``.
+"""PyTorch-style convolution layers: ``Conv``, ``Conv1d/2d/3d``, ``ConvTranspose*``, ``Lazy*``.
 
 A layer is an immutable, hashable description (it can be a ``jit`` static
 argument, a dict key, a field of any pytree container); its parameters are a
@@ -88,7 +88,8 @@ class _ConvBase:
 
     @property
     def _fn(self) -> str:
-        return f"nn.{type(self).__name__}"
+        # A Lazy layer validates its arguments through a plain one named after itself.
+        return self.__dict__.get("_fn_name", f"nn.{type(self).__name__}")
 
     def _setup(self, **values: Any) -> None:
         """Set every field from the constructor's arguments, validated and canonical."""
@@ -334,7 +335,7 @@ class ConvTranspose(_ConvBase):
                     padding_mode=padding_mode, impl=impl, autodiff=autodiff, dtype=dtype)
         if self.padding_mode != "zeros":
             raise _fail(ValueError, self._fn, 'Only "zeros" padding mode is supported for '
-                        f"{type(self).__name__} (as in PyTorch), got "
+                        f"{self._fn.removeprefix('nn.')} (as in PyTorch), got "
                         f"padding_mode={self.padding_mode!r}.")
         object.__setattr__(self, "output_padding", non_negative_tuple(
             self._fn, "output_padding", output_padding, self.num_spatial_dims))
@@ -411,3 +412,236 @@ def _fixed_rank(base: type, rank: int) -> type:
 Conv1d, Conv2d, Conv3d = (_fixed_rank(Conv, r) for r in (1, 2, 3))
 ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (_fixed_rank(ConvTranspose, r)
                                                      for r in (1, 2, 3))
+
+
+# ---------------------------------------------------------------- lazy layers
+#
+# PyTorch's Lazy layers infer ``in_channels`` from the first input and then *become* the
+# plain layer (``cls_to_become``), mutating the module. A jaxconv layer is an immutable
+# description, so the same idea is written functionally: ``init(key, x)`` reads
+# ``in_channels`` from ``x`` and draws the plain layer's params; ``layer(params, x)`` reads
+# ``in_channels`` back from ``params["weight"].shape`` (the params are the only state, as the
+# weight is PyTorch's only record of it too) and applies the plain layer. The lazy layer
+# stays hashable and one description serves params of any ``in_channels``;
+# :meth:`materialize` gives the plain layer, PyTorch's ``cls_to_become``, explicitly.
+
+
+@dataclasses.dataclass(frozen=True, init=False, repr=False)
+class _LazyBase:
+    """Every field of the plain layer but ``in_channels``, validated by building one."""
+
+    num_spatial_dims: int
+    out_channels: int
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: Padding
+    dilation: tuple[int, ...]
+    groups: int
+    bias: bool
+    padding_mode: str
+    impl: str | tuple[str, str, str]
+    autodiff: str
+    dtype: str
+
+    _plain = Conv  # the plain N-d class (a class attribute, not a field)
+
+    @property
+    def _fn(self) -> str:
+        return f"nn.{type(self).__name__}"
+
+    def _setup(self, num_spatial_dims: Any, out_channels: Any, kernel_size: Any,
+               **kwargs: Any) -> None:
+        # The plain constructor validates (errors named after this class), with
+        # in_channels = groups, valid for every groups; the real one comes with init.
+        groups = kwargs["groups"]
+        valid = (isinstance(groups, (int, np.integer)) and not isinstance(groups, bool)
+                 and groups >= 1)
+        probe = object.__new__(self._plain)
+        object.__setattr__(probe, "_fn_name", self._fn)
+        self._plain.__init__(probe, num_spatial_dims, int(groups) if valid else 1,
+                             out_channels, kernel_size, **kwargs)
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, getattr(probe, field.name))
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("num_spatial_dims", "out_channels", "kernel_size")}
+
+    def materialize(self, in_channels: int) -> Conv | ConvTranspose:
+        """The plain layer with this ``in_channels`` (PyTorch's ``cls_to_become``):
+        a ``LazyConv2d`` gives a ``Conv2d``, a ``LazyConv`` a ``Conv``."""
+        rank = self.num_spatial_dims
+        if type(self).__name__ == f"Lazy{self._plain.__name__}{rank}d":  # LazyConv2d ...
+            cls = globals()[f"{self._plain.__name__}{rank}d"]
+            return cls(in_channels, self.out_channels, self.kernel_size, **self._kwargs())
+        return self._plain(rank, in_channels, self.out_channels, self.kernel_size,
+                           **self._kwargs())
+
+    def _in_channels_of_input(self, x: Any) -> int:
+        """PyTorch's ``_get_in_channels``: dim 1 of a batched input, dim 0 of an unbatched."""
+        fn, rank = self._fn, self.num_spatial_dims
+        check_array(fn, "x", x)
+        shape = tuple(np.shape(x))
+        if len(shape) not in (rank + 1, rank + 2):
+            raise _fail(ValueError, fn, f"Expected {rank + 1}D (unbatched) or {rank + 2}D "
+                        f"(batched) input `x` (as in PyTorch), got x.shape={shape}.")
+        in_channels = shape[-(rank + 1)]
+        if in_channels <= 0 or in_channels % self.groups:
+            raise _fail(ValueError, fn, "in_channels, inferred from the channel axis of `x`, "
+                        f"must be positive and divisible by groups (={self.groups}), got "
+                        f"in_channels={in_channels} from x.shape={shape}.")
+        return in_channels
+
+    def _in_channels_of_params(self, params: Any) -> int:
+        """``in_channels`` as the weight records it: ``weight.shape[1] * groups`` for a
+        convolution, ``weight.shape[0]`` for a transposed one."""
+        fn, rank = self._fn, self.num_spatial_dims
+        if not isinstance(params, Mapping) or "weight" not in params:
+            got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise _fail(TypeError, fn, "`params` must be a dict with a 'weight' (as returned "
+                        f"by init(key, x)), got {got}.")
+        check_array(fn, "params['weight']", params["weight"])
+        shape = tuple(np.shape(params["weight"]))
+        if len(shape) != rank + 2:
+            raise _fail(ValueError, fn, f"params['weight'] must have {rank + 2} dimensions "
+                        f"(out, in // groups, *kernel_size), got shape {shape}.")
+        return shape[0] if self._plain.transposed else shape[1] * self.groups
+
+    def init(self, key: jax.Array, x: Any) -> dict[str, jax.Array]:
+        """Params for input `x`, drawn as PyTorch draws them once ``x`` has materialised it.
+
+        Args:
+          key: a ``jax.random`` key.
+          x: an input (or any array of its shape): ``(N, C, *spatial)`` or unbatched
+            ``(C, *spatial)``; ``in_channels = C``. Only its shape is read.
+
+        Returns:
+          ``self.materialize(C).init(key)``: the plain layer's params, from
+          ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+        Raises:
+          ValueError: `x` has neither ``num_spatial_dims + 1`` nor ``+ 2`` dimensions,
+            or its channel count is not a positive multiple of ``groups``.
+        """
+        return self.materialize(self._in_channels_of_input(x)).init(key)
+
+    def _plain_for(self, params: Any, x: Any) -> Conv | ConvTranspose:
+        in_channels = self._in_channels_of_params(params)
+        got = self._in_channels_of_input(x)
+        if got != in_channels:
+            raise _fail(ValueError, self._fn, f"`x` has {got} channels (x.shape="
+                        f"{tuple(np.shape(x))}), but `params` were initialised for "
+                        f"in_channels={in_channels} (params['weight'].shape="
+                        f"{tuple(np.shape(params['weight']))}).")
+        return self.materialize(in_channels)
+
+    def __repr__(self) -> str:
+        """PyTorch's repr without the (not yet known) in_channels, plus jaxconv's options."""
+        text = repr(self.materialize(self.groups))
+        name = type(self).__name__
+        head, _, rest = text.partition("(")
+        rest = rest.split(", ", 1 if head.endswith("d") else 2)
+        args = rest[1:] if head.endswith("d") else [rest[0], *rest[2:]]
+        return f"{name}({', '.join(args)}"
+
+
+@dataclasses.dataclass(frozen=True, init=False, repr=False)
+class LazyConv(_LazyBase):
+    """:class:`Conv` with ``in_channels`` inferred from the input (``torch.nn.LazyConvNd``).
+
+    ``LazyConv1d/2d/3d`` fix ``num_spatial_dims`` and take exactly PyTorch's positional
+    arguments. ``init(key, x)`` reads ``in_channels`` from ``x``; ``layer(params, x)``
+    reads it from ``params["weight"].shape`` (``weight.shape[1] * groups``), so the layer
+    itself holds no state and is hashable. ``materialize(in_channels)`` gives the
+    plain :class:`Conv` (PyTorch's ``cls_to_become``).
+
+    Args:
+      num_spatial_dims, out_channels, kernel_size, stride, padding, dilation, groups,
+      bias, padding_mode, impl, autodiff, dtype: as for :class:`Conv`.
+
+    Shape:
+      Input ``(N, C_in, *spatial)`` or ``(C_in, *spatial)``; output
+      ``(N, out_channels, *out)`` with ``out = (in + lo + hi - dilation * (k - 1) - 1)
+      // stride + 1`` per axis, as for :class:`Conv`.
+
+    Raises:
+      ValueError / TypeError: at construction, :class:`Conv`'s errors; at ``init``,
+        an input of the wrong rank or a channel count not divisible by ``groups``;
+        at apply, an input whose channels differ from the params'.
+
+    Example::
+
+        layer = jaxconv.nn.LazyConv2d(16, 3, padding=1)
+        params = layer.init(jax.random.key(0), x)   # x: (N, 3, H, W): in_channels = 3
+        y = layer(params, x)                       # (N, 16, H, W)
+    """
+
+    def __init__(self, num_spatial_dims: int, out_channels: int, kernel_size: Any,
+                 stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                 bias: bool = True, padding_mode: str = "zeros", *, impl: Any = "auto",
+                 autodiff: str = "custom", dtype: Any = "float32"):
+        self._setup(num_spatial_dims, out_channels, kernel_size, stride=stride,
+                    padding=padding, dilation=dilation, groups=groups, bias=bias,
+                    padding_mode=padding_mode, impl=impl, autodiff=autodiff, dtype=dtype)
+
+    def __call__(self, params: Mapping[str, Any], x: Any) -> jax.Array:
+        """Apply the layer: the plain :class:`Conv` for ``params``' in_channels.
+
+        Args:
+          params: ``{"weight", "bias"}`` as returned by :meth:`init`.
+          x: ``(N, in_channels, *spatial)`` or unbatched ``(in_channels, *spatial)``.
+
+        Returns:
+          ``(N, out_channels, *out)`` (unbatched: ``(out_channels, *out)``).
+        """
+        return self._plain_for(params, x)(params, x)
+
+
+@dataclasses.dataclass(frozen=True, init=False, repr=False)
+class LazyConvTranspose(_LazyBase):
+    """:class:`ConvTranspose` with ``in_channels`` inferred from the input
+    (``torch.nn.LazyConvTransposeNd``).
+
+    As :class:`LazyConv`, with ``ConvTranspose``'s arguments (PyTorch's order:
+    ``out_channels, kernel_size, stride, padding, output_padding, groups, bias,
+    dilation, padding_mode``); ``layer(params, x)`` reads ``in_channels`` from
+    ``params["weight"].shape[0]``.
+
+    Shape:
+      Input ``(N, C_in, *spatial)`` or ``(C_in, *spatial)``; output
+      ``(N, out_channels, *out)`` with ``out = (in - 1) * stride - lo - hi +
+      dilation * (k - 1) + output_padding + 1`` per axis.
+    """
+
+    output_padding: tuple[int, ...]
+
+    _plain = ConvTranspose
+
+    def __init__(self, num_spatial_dims: int, out_channels: int, kernel_size: Any,
+                 stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
+                 groups: int = 1, bias: bool = True, dilation: Any = 1,
+                 padding_mode: str = "zeros", *, impl: Any = "auto",
+                 autodiff: str = "custom", dtype: Any = "float32"):
+        self._setup(num_spatial_dims, out_channels, kernel_size, stride=stride,
+                    padding=padding, output_padding=output_padding, groups=groups,
+                    bias=bias, dilation=dilation, padding_mode=padding_mode, impl=impl,
+                    autodiff=autodiff, dtype=dtype)
+
+    def __call__(self, params: Mapping[str, Any], x: Any, output_size: Any = None
+                 ) -> jax.Array:
+        """Apply the layer: the plain :class:`ConvTranspose` for ``params``' in_channels.
+
+        Args:
+          params: ``{"weight", "bias"}`` as returned by :meth:`init`.
+          x: ``(N, in_channels, *spatial)`` or unbatched ``(in_channels, *spatial)``.
+          output_size: optional, as for :class:`ConvTranspose`.
+
+        Returns:
+          ``(N, out_channels, *out)`` (unbatched: ``(out_channels, *out)``).
+        """
+        return self._plain_for(params, x)(params, x, output_size)
+
+
+LazyConv1d, LazyConv2d, LazyConv3d = (_fixed_rank(LazyConv, r) for r in (1, 2, 3))
+LazyConvTranspose1d, LazyConvTranspose2d, LazyConvTranspose3d = (
+    _fixed_rank(LazyConvTranspose, r) for r in (1, 2, 3))

@@ -19,7 +19,8 @@ import numpy as np
 
 from jaxconv._spec import PARAM_DTYPES, _fail
 from jaxconv.nn import _conv
-from jaxconv.nn._conv import Conv, ConvTranspose
+from jaxconv.nn._conv import Conv, ConvTranspose, _LazyBase
+from jaxconv.nn._unfold_layers import UNFOLD_IMPLS, Fold, Unfold
 
 _LAYERS = {(False, r): f"Conv{r}d" for r in (1, 2, 3)} | {
     (True, r): f"ConvTranspose{r}d" for r in (1, 2, 3)}
@@ -59,28 +60,45 @@ def array_to_tensor(array: Any) -> Any:
 
 
 def from_torch(module: Any, *, impl: Any = "auto", autodiff: str = "custom"
-               ) -> tuple[Conv | ConvTranspose, dict[str, jax.Array]]:
-    """A jaxconv layer and its params from a ``torch.nn`` convolution module.
+               ) -> tuple[Conv | ConvTranspose | Unfold | Fold, dict[str, jax.Array]]:
+    """A jaxconv layer and its params from a ``torch.nn`` convolution, Unfold or Fold.
 
     Args:
       module: a ``torch.nn.Conv1d/2d/3d`` or ``ConvTranspose1d/2d/3d`` (or a
-        subclass), with float16/bfloat16/float32/float64 parameters.
-      impl, autodiff: the layer's, as for :func:`jaxconv.conv`.
+        subclass), with float16/bfloat16/float32/float64 parameters; a PyTorch
+        Lazy layer once materialised (after its first forward it *is* the plain
+        layer, its ``cls_to_become``); or a ``torch.nn.Unfold`` / ``Fold``.
+      impl, autodiff: the layer's, as for :func:`jaxconv.conv` (an Unfold or
+        Fold takes ``impl`` only if it is one of its own, else keeps ``"auto"``).
 
     Returns:
       ``(layer, params)`` with ``layer(params, x)`` equal to ``module(x)`` and
-      ``params`` holding the module's weight (and bias) bit for bit.
+      ``params`` holding the module's weight (and bias) bit for bit (``{}`` for
+      Unfold and Fold).
 
     Raises:
-      TypeError: `module` is not a torch convolution, or its dtype is not a
-        floating dtype jaxconv supports.
+      TypeError: `module` is not one of those, is an unmaterialised Lazy layer
+        (its in_channels are not known yet), or its dtype is not a floating
+        dtype jaxconv supports.
     """
     fn = "nn.from_torch"
     torch = _torch(fn)
-    if not isinstance(module, torch.nn.modules.conv._ConvNd) or isinstance(
-            module, torch.nn.modules.lazy.LazyModuleMixin):
+    if isinstance(module, (torch.nn.Unfold, torch.nn.Fold)):
+        kw = dict(impl=impl) if isinstance(impl, str) and impl in UNFOLD_IMPLS else {}
+        args = (module.kernel_size, module.dilation, module.padding, module.stride)
+        if isinstance(module, torch.nn.Fold):
+            return Fold(module.output_size, *args, **kw), {}
+        return Unfold(*args, **kw), {}
+    if not isinstance(module, torch.nn.modules.conv._ConvNd):
         raise _fail(TypeError, fn, "`module` must be a torch.nn Conv1d/2d/3d or "
                     f"ConvTranspose1d/2d/3d, got {type(module).__name__}.")
+    if isinstance(module, torch.nn.modules.lazy.LazyModuleMixin):
+        plain = module.cls_to_become.__name__
+        raise _fail(TypeError, fn, "`module` must be a torch.nn Conv1d/2d/3d or "
+                    f"ConvTranspose1d/2d/3d, got {type(module).__name__}. It is an "
+                    "unmaterialised Lazy layer, whose in_channels are not known yet: run it "
+                    f"once on an input (it then becomes a {plain}), or use "
+                    f"jaxconv.nn.{type(module).__name__} and init(key, x).")
     dtype = str(module.weight.dtype).removeprefix("torch.")
     if dtype not in PARAM_DTYPES:
         raise _fail(TypeError, fn, f"`module` has {dtype} parameters; jaxconv supports "
@@ -99,24 +117,33 @@ def from_torch(module: Any, *, impl: Any = "auto", autodiff: str = "custom"
     return layer, params
 
 
-def to_torch(layer: Conv | ConvTranspose, params: Mapping[str, Any]) -> Any:
+def to_torch(layer: Conv | ConvTranspose | _LazyBase | Unfold | Fold,
+             params: Mapping[str, Any]) -> Any:
     """The ``torch.nn`` module equal to a jaxconv layer with these params.
 
     Args:
-      layer: a :class:`Conv` or :class:`ConvTranspose` of spatial rank 1 to 3.
-      params: ``{"weight", "bias"}`` for that layer.
+      layer: a :class:`Conv` or :class:`ConvTranspose` of spatial rank 1 to 3; a
+        Lazy one (its in_channels read from ``params["weight"]``: the result is
+        the plain, materialised torch layer, as PyTorch's Lazy layer becomes after
+        its first forward); or a 2-d, zeros-padded :class:`Unfold` / :class:`Fold`.
+      params: ``{"weight", "bias"}`` for that layer (``{}`` for Unfold / Fold).
 
     Returns:
       a ``torch.nn.ConvNd`` / ``ConvTransposeNd`` (CPU, the layer's dtype)
-      holding the params bit for bit.
+      holding the params bit for bit, or a ``torch.nn.Unfold`` / ``Fold``.
 
     Raises:
       TypeError: `layer` is not a jaxconv layer, or `params` do not fit it.
-      ValueError: the layer has no PyTorch equivalent (rank above 3, or an
-        asymmetric ``(low, high)`` padding pair).
+      ValueError: the layer has no PyTorch equivalent (rank above 3, an
+        asymmetric ``(low, high)`` padding pair; an Unfold/Fold not 2-d or with a
+        padding_mode other than zeros).
     """
     fn = "nn.to_torch"
     torch = _torch(fn)
+    if isinstance(layer, (Unfold, Fold)):
+        return _unfold_to_torch(torch, layer, params)
+    if isinstance(layer, _LazyBase):
+        layer = layer.materialize(layer._in_channels_of_params(params))
     if not isinstance(layer, (Conv, ConvTranspose)):
         raise _fail(TypeError, fn, "`layer` must be a jaxconv.nn Conv or ConvTranspose, got "
                     f"{type(layer).__name__}.")
@@ -139,6 +166,21 @@ def to_torch(layer: Conv | ConvTranspose, params: Mapping[str, Any]) -> Any:
         if bias is not None:
             module.bias.copy_(array_to_tensor(bias))
     return module
+
+
+def _unfold_to_torch(torch: Any, layer: Unfold | Fold, params: Any) -> Any:
+    fn, name = "nn.to_torch", type(layer).__name__
+    if not isinstance(params, Mapping) or params:
+        got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+        raise _fail(TypeError, fn, f"`params` of an {name} must be an empty dict, got {got}.")
+    if layer.num_spatial_dims != 2:
+        raise _fail(ValueError, fn, f"PyTorch's {name} is 2-d only, got {layer!r}.")
+    if getattr(layer, "padding_mode", "zeros") != "zeros":
+        raise _fail(ValueError, fn, f"PyTorch's {name} pads with zeros only, got {layer!r}.")
+    args = (layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+    if isinstance(layer, Fold):
+        return torch.nn.Fold(layer.output_size, *args)
+    return torch.nn.Unfold(*args)
 
 
 def state_dict_from_torch(model_or_state_dict: Any) -> dict[str, dict[str, Any]]:

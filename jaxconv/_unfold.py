@@ -1,0 +1,452 @@
+"""``unfold`` and ``fold`` (im2col and col2im) with PyTorch's layout, in any rank.
+
+``unfold`` extracts the sliding blocks of a (padded) input; ``fold`` sums blocks
+back onto an image. With ``K = prod(kernel_size)`` and ``L`` the number of blocks
+(the product of the per-axis block counts ``P_i``)::
+
+    unfold: (N, C, *S) -> (N, C·K, L)      fold: (N, C·K, L) -> (N, C, *S)
+
+The feature axis is channel-major, then the kernel offsets ``(k_1, …, k_r)`` in
+row-major order; the block axis lists the block positions ``(p_1, …, p_r)`` in
+row-major order, as ``torch.nn.functional.unfold`` does::
+
+    unfold(x)[n, (c·K_1 + k_1)·K_2 + k_2 …, p_1·P_2 + p_2 …]
+        = xp[n, c, p_1·s_1 + k_1·d_1, p_2·s_2 + k_2·d_2, …]
+
+with ``xp`` the input padded by ``padding`` on both sides of every spatial axis
+(zeros, or ``padding_mode``), ``s`` the stride, ``d`` the dilation and
+``P_i = (S_i + 2·pad_i - d_i·(K_i - 1) - 1) // s_i + 1``.
+
+Derivation of fold as unfold's transpose. Write ``U`` for the VALID unfold of an
+already padded input: a 0/1 matrix with exactly one 1 per row, mapping ``xp`` to
+the columns. Its transpose ``Uᵀ`` sends column entry ``(c, k, p)`` back to the
+position ``p·s + k·d`` it was read from, summing where windows overlap::
+
+    <U xp, y> = Σ_{c,k,p} xp[c, p·s + k·d] y[c, k, p] = <xp, Uᵀ y>
+
+``Uᵀ`` is PyTorch's ``fold`` onto the padded image; ``fold`` then crops the
+padding (``C``, the crop, is the transpose of zero padding ``Z``)::
+
+    unfold = U ∘ Z        fold = C ∘ Uᵀ = Zᵀ ∘ Uᵀ = (U ∘ Z)ᵀ
+
+so ``fold`` is exactly the adjoint of zero-padded ``unfold`` (PyTorch's identity
+``<unfold(x), y> = <x, fold(y)>``). Both ``U`` and ``Uᵀ`` are bound as linear JAX
+primitives (``jaxconv_unfold``, ``jaxconv_fold``) whose transposes are each
+other: the JVP of a linear map is the map of the tangent, so ``jvp``, ``vmap``,
+``grad`` of any order, ``jacfwd`` and ``hessian`` all run the same two kernels.
+The padding (and ``padding_mode``'s pre-pad, :func:`jaxconv._padding.mode_pad`,
+itself a primitive with a hand-written transpose) and the crop stay outside.
+
+Rank rule. PyTorch's unfold/fold are 2-d only; jaxconv takes any rank ``r >= 1``:
+``r`` is ``len(output_size)`` (fold only) when it is a tuple, else the length of
+the first tuple among ``kernel_size, dilation, padding, stride``, else 2 (all
+ints: PyTorch's 2-d forms, unchanged). Every tuple argument must then have
+``r`` entries. unfold's input is ``(N, C, *S)`` (``r + 2`` dims) or unbatched
+``(C, *S)`` (``r + 1`` dims); fold's input is ``(N, C·K, L)`` or ``(C·K, L)``.
+
+Impls (peers, compared with each other and with PyTorch in the tests):
+
+* ``gather``: static index arrays and one gather per axis
+  (:func:`jaxconv.impls.gather.im2col`); fold is its adjoint
+  :func:`jaxconv.impls.gather.col2im` (scatter-add as strided pads per axis);
+* ``slices``: one strided slice of the padded input per kernel offset, stacked;
+  fold is a sum of one strided ``lax.pad`` per kernel offset;
+* ``auto``: ``gather`` for both (:data:`AUTO_UNFOLD`, :data:`AUTO_FOLD`), a
+  default that ``benchmarks/unfold_bench.py`` confirms or refutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
+
+from jaxconv import _settings
+from jaxconv._padding import mode_pad, pad_trailing
+from jaxconv._spec import (
+    PADDING_MODES,
+    _fail,
+    check_array,
+    check_dtype,
+    check_elements,
+    check_mode_padding,
+    is_sequence,
+    non_negative_tuple,
+    positive_tuple,
+)
+from jaxconv.impls.gather import col2im, im2col, window_indices
+
+IMPLS = ("auto", "gather", "slices")
+# auto's rule. The lead must measure, with benchmarks/unfold_bench.py, unfold and
+# fold (forward, forward+backward) of gather against slices on the ViT patching,
+# 3x3/1 pad 1 and overlap-add shapes, and set these to the faster impl (or make
+# them a function of the spec if the winner depends on the shape).
+AUTO_UNFOLD = "gather"
+AUTO_FOLD = "gather"
+
+
+@dataclasses.dataclass(frozen=True)
+class Windows:
+    """The sliding blocks of one call, validated: the static argument of the
+    primitives. `padded` is the spatial size of the (padded) image the blocks tile.
+    """
+
+    kernel: tuple[int, ...]
+    dilation: tuple[int, ...]
+    stride: tuple[int, ...]
+    padded: tuple[int, ...]
+    impl: str
+
+    @property
+    def rank(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        return block_counts(self.padded, self.kernel, self.dilation, self.stride)
+
+    @property
+    def taps(self) -> int:
+        return math.prod(self.kernel)
+
+
+def block_counts(padded, kernel, dilation, stride) -> tuple[int, ...]:
+    """``P_i = (Sp_i - d_i·(K_i - 1) - 1) // s_i + 1`` (may be < 1: not checked here)."""
+    return tuple((n - d * (k - 1) - 1) // s + 1
+                 for n, k, d, s in zip(padded, kernel, dilation, stride, strict=True))
+
+
+# --- the kernels: VALID im2col of a padded image and its transpose --------------------------
+
+def _indices(w: Windows) -> list[np.ndarray]:
+    return [window_indices(p, k, s, d)
+            for p, k, s, d in zip(w.blocks, w.kernel, w.stride, w.dilation, strict=True)]
+
+
+def _to_columns(a: jax.Array, w: Windows) -> jax.Array:
+    """``(N, C, K_1, …, K_r, P_1, …, P_r) -> (N, C·K, L)``."""
+    return a.reshape(a.shape[0], a.shape[1] * w.taps, math.prod(w.blocks))
+
+
+def _from_columns(cols: jax.Array, w: Windows) -> jax.Array:
+    """``(N, C·K, L) -> (N, C, K_1, …, K_r, P_1, …, P_r)``."""
+    return cols.reshape(cols.shape[0], cols.shape[1] // w.taps, *w.kernel, *w.blocks)
+
+
+def _gather_unfold(xp: jax.Array, w: Windows) -> jax.Array:
+    r = w.rank
+    patches = im2col(xp, _indices(w))  # (N, C, P_1, K_1, …, P_r, K_r)
+    order = (0, 1, *(3 + 2 * i for i in range(r)), *(2 + 2 * i for i in range(r)))
+    return _to_columns(patches.transpose(order), w)
+
+
+def _gather_fold(cols: jax.Array, w: Windows) -> jax.Array:
+    r = w.rank
+    a = _from_columns(cols, w)  # (N, C, K_1…K_r, P_1…P_r)
+    # to (N, C, P_1, K_1, …): axis 2 + 2i takes P_i (at 2 + r + i), 3 + 2i takes K_i (2 + i)
+    order = (0, 1, *itertools.chain.from_iterable((2 + r + i, 2 + i) for i in range(r)))
+    return col2im(a.transpose(order), _indices(w), w.stride, w.padded)
+
+
+def _offsets(w: Windows):
+    return itertools.product(*(range(k) for k in w.kernel))
+
+
+def _slices_unfold(xp: jax.Array, w: Windows) -> jax.Array:
+    """One strided slice per kernel offset ``k``: ``xp[..., k·d : k·d + (P-1)·s + 1 : s]``."""
+    n, c = xp.shape[:2]
+    taps = []
+    for k in _offsets(w):
+        start = (0, 0, *(ki * d for ki, d in zip(k, w.dilation)))
+        limit = (n, c, *(ki * d + (p - 1) * s + 1
+                         for ki, d, p, s in zip(k, w.dilation, w.blocks, w.stride)))
+        taps.append(lax.slice(xp, start, limit, (1, 1, *w.stride)))
+    stacked = jnp.stack(taps, axis=2)  # (N, C, K, P_1, …, P_r), K row-major
+    return stacked.reshape(n, c * w.taps, math.prod(w.blocks))
+
+
+def _slices_fold(cols: jax.Array, w: Windows) -> jax.Array:
+    """Transpose of :func:`_slices_unfold`: offset ``k``'s blocks are placed back by one
+    ``lax.pad`` (low ``k·d``, interior ``s - 1``, high the rest) and summed."""
+    n = cols.shape[0]
+    a = cols.reshape(n, cols.shape[1] // w.taps, w.taps, *w.blocks)
+    zero = jnp.zeros((), cols.dtype)
+    total = None
+    for t, k in enumerate(_offsets(w)):
+        config = [(0, 0, 0), (0, 0, 0)] + [
+            (ki * d, size - 1 - (ki * d + (p - 1) * s), s - 1)
+            for ki, d, p, s, size in zip(k, w.dilation, w.blocks, w.stride, w.padded)]
+        placed = lax.pad(a[:, :, t], zero, config)
+        total = placed if total is None else total + placed
+    return total
+
+
+_UNFOLD_KERNELS = {"gather": _gather_unfold, "slices": _slices_unfold}
+_FOLD_KERNELS = {"gather": _gather_fold, "slices": _slices_fold}
+
+
+def _resolve(impl: str, auto: str) -> str:
+    return auto if impl == "auto" else impl
+
+
+# --- the primitives -----------------------------------------------------------------------
+
+unfold_p = Primitive("jaxconv_unfold")
+fold_p = Primitive("jaxconv_fold")
+
+
+def _unfold_shape(xp, w: Windows):
+    return (xp.shape[0], xp.shape[1] * w.taps, math.prod(w.blocks))
+
+
+def _fold_shape(cols, w: Windows):
+    return (cols.shape[0], cols.shape[1] // w.taps, *w.padded)
+
+
+def _run_unfold(xp, *, windows):
+    return _UNFOLD_KERNELS[_resolve(windows.impl, AUTO_UNFOLD)](xp, windows)
+
+
+def _run_fold(cols, *, windows):
+    return _FOLD_KERNELS[_resolve(windows.impl, AUTO_FOLD)](cols, windows)
+
+
+@functools.cache
+def _jitted(prim: Primitive, windows: Windows):
+    return jax.jit(functools.partial(prim.bind, windows=windows))
+
+
+_settings.register_cache(_jitted.cache_clear)
+
+
+def _eager(prim: Primitive):
+    return lambda a, *, windows: _jitted(prim, windows)(a)
+
+
+def _abstract(shape_rule):
+    return lambda a, *, windows: a.update(shape=shape_rule(a, windows), weak_type=False)
+
+
+# Transposes: U and Uᵀ (module docstring), each the other's.
+def _unfold_transpose(ct, xp, *, windows):
+    del xp
+    return [fold_p.bind(ct, windows=windows)]
+
+
+def _fold_transpose(ct, cols, *, windows):
+    del cols
+    return [unfold_p.bind(ct, windows=windows)]
+
+
+def _batch_rule(prim: Primitive):
+    # Both kernels treat every sample alike, so the mapped axis folds into the batch:
+    # (B, N, ...) -> (B·N, ...), bound once, and split back.
+    def rule(args, dims, *, windows):
+        (a,), (d,) = args, dims
+        a = jnp.moveaxis(a, d, 0)
+        b, n = a.shape[:2]
+        y = prim.bind(a.reshape(b * n, *a.shape[2:]), windows=windows)
+        return y.reshape(b, n, *y.shape[1:]), 0
+    return rule
+
+
+for _prim, _shape, _run, _transpose in ((unfold_p, _unfold_shape, _run_unfold, _unfold_transpose),
+                                        (fold_p, _fold_shape, _run_fold, _fold_transpose)):
+    _prim.def_impl(_eager(_prim))
+    _prim.def_abstract_eval(_abstract(_shape))
+    mlir.register_lowering(_prim, mlir.lower_fun(_run, multiple_results=False))
+    ad.deflinear2(_prim, _transpose)
+    batching.primitive_batchers[_prim] = _batch_rule(_prim)
+
+
+# --- validation: once, at the boundary ---------------------------------------------------------
+
+def _rank(first: Sequence[Any]) -> int:
+    """The rank rule of the module docstring: the first tuple's length, else 2."""
+    for value in first:
+        if is_sequence(value):
+            return len(value)
+    return 2
+
+
+def _check_impl(fn: str, impl: Any) -> str:
+    if not isinstance(impl, str) or impl not in IMPLS:
+        raise _fail(ValueError, fn, f"`impl` must be one of {IMPLS}, got impl={impl!r}.")
+    return impl
+
+
+def _check_rank(fn: str, rank: int, args: dict[str, Any]) -> None:
+    if rank < 1:
+        name, value = next((k, v) for k, v in args.items() if is_sequence(v))
+        raise _fail(ValueError, fn, f"`{name}` must have at least one entry (the spatial "
+                    f"rank), got {name}={value!r}.")
+
+
+def _geometry(fn: str, rank: int, kernel_size, dilation, padding, stride):
+    kernel = positive_tuple(fn, "kernel_size", kernel_size, rank)
+    dil = positive_tuple(fn, "dilation", dilation, rank)
+    pad = non_negative_tuple(fn, "padding", padding, rank)
+    st = positive_tuple(fn, "stride", stride, rank)
+    return kernel, dil, pad, st
+
+
+def _check_blocks(fn: str, what: str, blocks, kernel, dil, pad) -> None:
+    if any(p < 1 for p in blocks):
+        raise _fail(ValueError, fn,
+                    f"{what}, kernel_size={kernel}, dilation={dil}, padding={pad} give "
+                    f"{blocks} sliding blocks per axis; each must be at least one (the "
+                    "padded input must hold one dilated kernel).")
+
+
+def _as_array(x: Any) -> jax.Array:
+    return x if isinstance(x, jax.Array) else jnp.asarray(x)
+
+
+def unfold(input: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+           stride: Any = 1, *, padding_mode: str = "zeros", impl: str = "auto") -> jax.Array:
+    """Extract sliding local blocks: PyTorch's ``torch.nn.functional.unfold``, any rank.
+
+    Args:
+      input: ``(N, C, *S)`` or unbatched ``(C, *S)``, any dtype the convolutions take.
+      kernel_size: int or tuple of ``r`` ints, the block size.
+      dilation: int or tuple, the spacing of a block's elements (default 1).
+      padding: int or tuple, padding added on both sides of each spatial axis.
+      stride: int or tuple, the step between blocks (default 1).
+      padding_mode: ``"zeros"`` (PyTorch's unfold), ``"reflect"`` (``1234 -> 32123432``),
+        ``"replicate"`` (``11123444``) or ``"circular"`` (``34123412``); beyond PyTorch.
+      impl: ``"auto"``, ``"gather"`` or ``"slices"`` (module docstring).
+
+    Returns:
+      ``(N, C·prod(kernel_size), L)`` (``(C·prod(kernel_size), L)`` unbatched): channel
+      major, then the kernel offsets row-major; ``L`` block positions row-major.
+
+    Shape:
+      ``L = prod_i ((S_i + 2·padding_i - dilation_i·(kernel_size_i - 1) - 1) // stride_i + 1)``.
+      The rank ``r`` is the length of the first tuple among kernel_size, dilation,
+      padding, stride, else 2 (PyTorch); PyTorch takes only ``r = 2``.
+
+    Raises:
+      TypeError: `input` not an array of a supported dtype; non-int arguments.
+      ValueError: wrong input rank, zero channels or spatial size, non-positive kernel,
+        dilation or stride, negative padding, no block fits, bad `padding_mode`/`impl`,
+        or padding beyond `padding_mode`'s limits (as PyTorch's ``F.pad``).
+    """
+    fn = "unfold"
+    check_array(fn, "input", input)
+    check_dtype(fn, "input", input.dtype)
+    args = {"kernel_size": kernel_size, "dilation": dilation, "padding": padding,
+            "stride": stride}
+    rank = _rank(args.values())
+    _check_rank(fn, rank, args)
+    kernel, dil, pad, st = _geometry(fn, rank, kernel_size, dilation, padding, stride)
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise _fail(ValueError, fn, f"`padding_mode` must be one of {PADDING_MODES}, got "
+                    f"padding_mode={padding_mode!r}.")
+    impl = _check_impl(fn, impl)
+    shape = tuple(input.shape)
+    if len(shape) not in (rank + 1, rank + 2):
+        raise _fail(ValueError, fn, f"`input` must be {rank + 2}-d (N, C, *spatial) or "
+                    f"{rank + 1}-d unbatched (C, *spatial) for a {rank}-d unfold, got "
+                    f"input of shape {shape}.")
+    batched = len(shape) == rank + 2
+    channels, spatial = shape[-rank - 1], shape[-rank:]
+    if channels == 0 or 0 in spatial:
+        raise _fail(ValueError, fn, "`input` must have non-zero channel and spatial "
+                    f"dimensions (a zero batch is fine), got input of shape {shape}.")
+    pairs = tuple((p, p) for p in pad)
+    if padding_mode != "zeros":
+        check_mode_padding(fn, "padding", padding_mode, spatial, pairs,
+                           range(len(shape) - rank, len(shape)))
+    padded = tuple(n + 2 * p for n, p in zip(spatial, pad))
+    windows = Windows(kernel, dil, st, padded, impl)
+    _check_blocks(fn, f"input spatial size {spatial}", windows.blocks, kernel, dil, pad)
+    n = shape[0] if batched else 1
+    check_elements(fn, "an output", (n, channels * windows.taps, math.prod(windows.blocks)),
+                   "`kernel_size`, `stride`, `dilation` and `padding`")
+    x = _as_array(input)
+    if not batched:
+        x = x[None]
+    x = (pad_trailing(x, pairs, "zeros") if padding_mode == "zeros"
+         else mode_pad(x, pairs, padding_mode))
+    y = unfold_p.bind(x, windows=windows)
+    return y if batched else y[0]
+
+
+def fold(input: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
+         stride: Any = 1, *, impl: str = "auto") -> jax.Array:
+    """Combine sliding blocks into an image, summing overlaps: PyTorch's
+    ``torch.nn.functional.fold``, any rank; the adjoint of :func:`unfold` (zeros mode).
+
+    Args:
+      input: ``(N, C·prod(kernel_size), L)`` or unbatched ``(C·prod(kernel_size), L)``.
+      output_size: int or tuple of ``r`` ints, the spatial size ``S`` of the image.
+      kernel_size, dilation, padding, stride: as for :func:`unfold`; the blocks tile the
+        image padded by `padding`, which is cropped afterwards.
+      impl: ``"auto"``, ``"gather"`` or ``"slices"``.
+
+    Returns:
+      ``(N, C, *output_size)`` (``(C, *output_size)`` unbatched).
+
+    Shape:
+      ``L`` must equal ``prod_i ((S_i + 2·padding_i - dilation_i·(kernel_size_i - 1) - 1)
+      // stride_i + 1)``. The rank is ``len(output_size)`` when a tuple, else as for
+      :func:`unfold`. For bool input, overlapping blocks combine by ``or``.
+
+    Raises:
+      TypeError: `input` not an array of a supported dtype; non-int arguments.
+      ValueError: input not 2-d or 3-d, zero features, features not divisible by
+        ``prod(kernel_size)``, ``L`` not the number of blocks, bad geometry or `impl`.
+    """
+    fn = "fold"
+    check_array(fn, "input", input)
+    check_dtype(fn, "input", input.dtype)
+    args = {"output_size": output_size, "kernel_size": kernel_size, "dilation": dilation,
+            "padding": padding, "stride": stride}
+    rank = _rank(args.values())
+    _check_rank(fn, rank, args)
+    size = non_negative_tuple(fn, "output_size", output_size, rank)
+    kernel, dil, pad, st = _geometry(fn, rank, kernel_size, dilation, padding, stride)
+    impl = _check_impl(fn, impl)
+    shape = tuple(input.shape)
+    if len(shape) not in (2, 3) or shape[-2] == 0 or shape[-1] == 0:
+        raise _fail(ValueError, fn, "`input` must be 3-d (N, C·prod(kernel_size), L) or "
+                    "2-d unbatched (C·prod(kernel_size), L) with non-zero dimensions 1 and "
+                    f"2 (a zero batch is fine), got input of shape {shape}.")
+    batched = len(shape) == 3
+    features, length = shape[-2:]
+    taps = math.prod(kernel)
+    if features % taps:
+        raise _fail(ValueError, fn, "`input`'s feature dimension must be divisible by "
+                    f"prod(kernel_size)={taps}, got input of shape {shape} and "
+                    f"kernel_size={kernel}.")
+    padded = tuple(n + 2 * p for n, p in zip(size, pad))
+    windows = Windows(kernel, dil, st, padded, impl)
+    blocks = windows.blocks
+    _check_blocks(fn, f"output_size={size}", blocks, kernel, dil, pad)
+    if length != math.prod(blocks):
+        raise _fail(ValueError, fn, f"`input`'s last dimension must be the number of "
+                    f"sliding blocks {' * '.join(map(str, blocks))} = {math.prod(blocks)} "
+                    f"for output_size={size}, kernel_size={kernel}, dilation={dil}, "
+                    f"padding={pad}, stride={st}, got input of shape {shape}.")
+    n = shape[0] if batched else 1
+    check_elements(fn, "an output", (n, features // taps, *padded),
+                   "`output_size` and `padding`")
+    cols = _as_array(input)
+    if not batched:
+        cols = cols[None]
+    y = fold_p.bind(cols, windows=windows)
+    y = y[(slice(None), slice(None), *(slice(p, p + s) for p, s in zip(pad, size)))]
+    return y if batched else y[0]
+
+
+__all__ = ["fold", "unfold"]
