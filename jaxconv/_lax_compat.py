@@ -19,6 +19,8 @@ negative explicit pads            crop with ``lax.pad`` (negative edge pads)
 ``feature_group_count``           ``groups=``
 ``batch_group_count`` ``G``       batch groups moved into channels, ``groups=G``
 ``preferred_element_type``        cast the operands up, cast the result
+0-D (no spatial axes: a dot)      a spatial axis of size 1 in, out again
+int4, uint4, float8, float4       computed in int8, uint8, float32; cast back
 ================================  =============================================
 
 The steps around the convolution are data movement (transposes, a pad, a
@@ -43,13 +45,13 @@ from jaxconv import _settings
 from jaxconv._auto import check_impl
 from jaxconv._conv import FORWARD_MODE_HINT, conv
 from jaxconv._spec import (
+    DTYPES,
     MAX_SIZE,
     _fail,
     canonical_precision,
     check_array,
     check_at_most,
     check_autodiff,
-    check_dtype,
     check_elements,
     check_int64,
     is_sequence,
@@ -57,6 +59,16 @@ from jaxconv._spec import (
 
 FN = "conv_general_dilated"
 PADDING_STRINGS = ("SAME", "SAME_LOWER", "VALID")
+# Types lax convolves and jaxconv.conv does not, with the type each is computed in: the
+# sub-byte integers in 8 bits (the sums wrap modulo 2**8, so their low bits are the
+# 4-bit sums: lax's result), the 8- and 4-bit floats in float32, rounded once at the end
+# (XLA on CPU gives the same bits; for float8_e4m3fnuz, at times one unit in the last
+# place apart). float8_e8m0fnu, which has no zero, is not among them.
+NARROW = {"int4": "int8", "uint4": "uint8", **{
+    name: "float32" for name in ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e4m3b11fnuz",
+                                 "float8_e5m2", "float8_e5m2fnuz", "float8_e3m4", "float8_e4m3",
+                                 "float4_e2m1fn")}}
+OPERAND_DTYPES = DTYPES + tuple(name for name in NARROW if name not in DTYPES)
 
 Pairs = tuple[tuple[int, int], ...]
 
@@ -155,10 +167,27 @@ def _padding(padding: Any, in_spatial: Sequence[int], window: Sequence[int],
     return tuple(pairs)
 
 
-def _result_dtype(dtype: Any, preferred_element_type: Any) -> np.dtype:
-    """The output dtype: the operands', or a float type at least as wide (lax's rule)."""
+def _check_operand_dtype(name: str, dtype: np.dtype) -> None:
+    if dtype.name not in OPERAND_DTYPES:
+        raise _fail(TypeError, FN, f"`{name}` has dtype {dtype.name}; supported dtypes are "
+                    f"{', '.join(OPERAND_DTYPES)}.")
+
+
+def _kind(dtype: np.dtype) -> str:
+    for kind, cls in (("complex", jnp.complexfloating), ("floating", jnp.floating),
+                      ("signed integer", jnp.signedinteger),
+                      ("unsigned integer", jnp.unsignedinteger)):
+        if jnp.issubdtype(dtype, cls):
+            return kind
+    return "bool"
+
+
+def _result_dtype(dtype: np.dtype, preferred_element_type: Any) -> np.dtype:
+    """The output dtype: the operands', or ``preferred_element_type`` where lax allows it:
+    at least as wide as the operands, and of the operands' kind (integer, floating,
+    complex; signed for signed integers), or floating for integer operands; any for bool."""
     if preferred_element_type is None:
-        return np.dtype(dtype)
+        return dtype
     try:
         if not isinstance(preferred_element_type, (str, np.dtype, type)):
             raise TypeError(preferred_element_type)
@@ -166,15 +195,37 @@ def _result_dtype(dtype: Any, preferred_element_type: Any) -> np.dtype:
     except TypeError as err:
         raise _fail(TypeError, FN, "`preferred_element_type` must be None or a dtype, got "
                     f"preferred_element_type={preferred_element_type!r}.") from err
-    if not jnp.issubdtype(preferred, jnp.floating):
-        raise _fail(TypeError, FN, "`preferred_element_type` must be a floating dtype for "
-                    f"floating operands (jaxconv computes float16, bfloat16, float32 and "
-                    f"float64 only), got preferred_element_type={preferred.name}.")
-    if preferred.itemsize < np.dtype(dtype).itemsize:
+    if preferred.name not in OPERAND_DTYPES:
+        raise _fail(TypeError, FN, f"`preferred_element_type` must be one of "
+                    f"{', '.join(OPERAND_DTYPES)}, got preferred_element_type={preferred.name}.")
+    have, want = _kind(dtype), _kind(preferred)
+    allowed = {"bool": (have, want),
+               "signed integer": ("signed integer", "floating"),
+               "unsigned integer": ("signed integer", "unsigned integer", "floating"),
+               "floating": ("floating",), "complex": ("complex",)}[have]
+    if want not in allowed:
+        raise _fail(TypeError, FN, f"`preferred_element_type` must be {' or '.join(allowed)} "
+                    f"for {have} operands (dtype {dtype.name}), as in lax, got "
+                    f"preferred_element_type={preferred.name}.")
+    if preferred.itemsize < dtype.itemsize:
         raise _fail(TypeError, FN, "`preferred_element_type` must not be narrower than the "
-                    f"operands' dtype {np.dtype(dtype).name} (as in lax), got "
+                    f"operands' dtype {dtype.name} (as in lax), got "
                     f"preferred_element_type={preferred.name}.")
     return preferred
+
+
+def _compute_dtype(dtype: np.dtype, out_dtype: np.dtype) -> np.dtype:
+    """What the operands are cast to: the result type (lax casts integer and bool operands
+    to it: uint8 -> int16 wraps modulo 2**16, int16 -> float16 rounds each operand), or,
+    for inexact operands, the wider of the two (float16 operands with a bfloat16 result:
+    float32, rounded once at the end); a narrow type's wider stand-in (:data:`NARROW`)."""
+    if not jnp.issubdtype(dtype, jnp.inexact) or out_dtype.itemsize > dtype.itemsize:
+        compute = out_dtype
+    elif out_dtype == dtype:
+        compute = dtype
+    else:  # two inexact types of one size: float16 and bfloat16 (or 8-bit floats)
+        compute = np.dtype(jnp.float32)
+    return compute if compute.name in DTYPES else np.dtype(NARROW[compute.name])
 
 
 def _dilate(n: int, d: int) -> int:
@@ -198,11 +249,15 @@ def _core(lhs, rhs, *, perms, strides, pads, lhs_dilation, rhs_dilation, groups,
         # all of these and gives zeros; jaxconv.conv (PyTorch's rules) refuses them.
         return jnp.transpose(jnp.zeros(out_shape, out_dtype), np.argsort(out_perm))
 
-    # Compute in the wider of the operands' and the preferred type (float32 for a float16
-    # operand and a bfloat16 result), round once at the end.
-    compute = jnp.promote_types(lhs.dtype, out_dtype)
+    compute = _compute_dtype(lhs.dtype, np.dtype(out_dtype))
     x = jnp.transpose(lhs, lhs_perm).astype(compute)  # (N, C, *spatial)
     w = jnp.transpose(rhs, rhs_perm).astype(compute)  # (O, I, *kernel)
+    dot = not strides
+    if dot:
+        # A 0-D convolution (no spatial axes) is a dot: y[n, o] = Σ_c w[o, c] x[n, c]
+        # (grouped as usual). jaxconv.conv runs it on a spatial axis of size 1.
+        x, w = x[..., None], w[..., None]
+        strides, pads, lhs_dilation, rhs_dilation = (1,), ((0, 0),), (1,), (1,)
 
     # lhs_dilation and negative pads, in one lax.pad. XLA dilates the base first, then
     # pads it (negative pads crop); lax.pad applies interior padding, then edge
@@ -228,6 +283,8 @@ def _core(lhs, rhs, *, perms, strides, pads, lhs_dilation, rhs_dilation, groups,
 
     y = conv(x, w, None, strides, conv_pads, rhs_dilation, groups, impl=impl,
              precision=precision, autodiff=autodiff)
+    if dot:
+        y = y[..., 0]
     return jnp.transpose(y.astype(out_dtype), np.argsort(out_perm))
 
 
@@ -271,8 +328,13 @@ def conv_general_dilated(
     an impl.
 
     Args:
-      lhs: the input, rank ``n + 2`` (``n >= 1`` spatial dimensions), laid out as
-        ``dimension_numbers`` says (default ``(N, C, *spatial)``).
+      lhs: the input, rank ``n + 2`` (``n >= 0`` spatial dimensions; ``n = 0``
+        is a dot, ``(N, C) x (O, I)``), laid out as ``dimension_numbers`` says
+        (default ``(N, C, *spatial)``). Any size may be 0. Any dtype lax
+        convolves: floats, complex, signed and unsigned integers of every width
+        (integers wrap, as in lax), bool (sums are ORs of ANDs, as in lax); the
+        4- and 8-bit types are computed in int8, uint8 or float32 and cast back
+        (float8_e8m0fnu, which has no zero, is refused).
       rhs: the kernel, rank ``n + 2``, same dtype (default ``(O, I, *kernel)``,
         ``I = C / feature_group_count``).
       window_strides: ``n`` ints >= 1, in the order of the spatial dimensions of
@@ -295,12 +357,16 @@ def conv_general_dilated(
       precision: ``None``, a ``jax.lax.Precision``, a string
         ``jax.lax.Precision`` accepts (``'default'``, ``'high'``, ``'highest'``,
         ``'fastest'``, ``'float32'``, ...), or a pair of those.
-      preferred_element_type: ``None`` or a floating dtype at least as wide as
-        the operands'. A wider type casts both operands up before the
-        convolution (so it computes, accumulates and returns in that type);
-        a same-size different type (float16 operands, bfloat16 result) computes
-        in their promotion (float32) and rounds the result once. jaxconv
-        already accumulates float16 and bfloat16 in float32.
+      preferred_element_type: ``None`` or a dtype at least as wide as the
+        operands', of their kind (lax's combinations: integer operands with an
+        integer, signed for signed ones, or a floating type; floating with
+        floating; complex with complex; bool with any). The operands are cast to
+        it and the convolution computes, accumulates and returns in it (int8
+        operands, int32 result: exact int32 sums; int16 operands, float16
+        result: each operand rounded to float16, as lax does); floating operands
+        with a same-size different type (float16 operands, bfloat16 result) are
+        computed in float32 and rounded once. jaxconv already accumulates
+        float16 and bfloat16 in float32.
       out_sharding: ``None`` only.
       impl: keyword-only, jaxconv's: ``"auto"``, a name from
         :func:`jaxconv.available_impls`, or a ``(forward, input_grad,
@@ -318,20 +384,26 @@ def conv_general_dilated(
       rhs_dilation + 1``; batch ``N / batch_group_count``; features ``O``.
 
     Raises:
-      TypeError: operands that are not arrays, of a dtype jaxconv does not
-        compute (integers, complex, bool; lax computes those) or of two
-        dtypes; ``preferred_element_type`` that is not a float or narrower than
-        the operands; arguments of the wrong kind; forward-mode differentiation
-        with ``autodiff="custom_vjp"``.
-      ValueError: bad values as lax rejects them (ranks, dimension_numbers,
+      TypeError: operands that are not arrays, of two dtypes, or of a dtype no
+        backend convolves (int2, uint2, float8_e8m0fnu); a
+        ``preferred_element_type`` lax refuses for the operands' dtype (another
+        kind, unsigned for signed integers, narrower); arguments of the wrong
+        kind; forward-mode differentiation with ``autodiff="custom_vjp"``.
+      ValueError: bad values as lax rejects them (ranks below 2, dimension_numbers,
         channel and group counts, non-positive strides or dilations, pad
         counts, string padding with lhs_dilation, negative pads that crop past
         the input), and, beyond lax, a non-``None`` ``out_sharding``, an unknown
         ``impl`` or ``autodiff``.
 
-    Differences from lax: the dtypes above; precision presets that are not a
+    Integer and bool results are not differentiable (their tangents are
+    ``float0``, as in JAX).
+
+    Differences from lax: precision presets that are not a
     ``jax.lax.Precision`` (``jax.lax.DotAlgorithmPreset``) and ``out_sharding``
-    are refused; lax's ``RuntimeError`` for an unknown padding string, and its
+    are refused; jaxconv's own error messages (JAX's tests that match lax's
+    texts fail on the text alone: tests/test_jax_conv_suite.py); int4 and uint4
+    with a ``preferred_element_type`` are computed (XLA's CPU and GPU backends
+    fail on them); lax's ``RuntimeError`` for an unknown padding string, and its
     ``TypeError`` for ``dimension_numbers`` strings with the wrong letters or
     lengths and for operands of different ranks, are ``ValueError`` here, as are
     strides and dilations of the wrong length (lax zips them with the spatial
@@ -346,12 +418,12 @@ def conv_general_dilated(
     if lhs.ndim != rhs.ndim:
         raise _fail(ValueError, FN, "`lhs` and `rhs` must have the same number of "
                     f"dimensions, got lhs.shape={lhs.shape} and rhs.shape={rhs.shape}.")
-    if lhs.ndim < 3:
-        raise _fail(ValueError, FN, "`lhs` and `rhs` must have at least 3 dimensions (batch, "
-                    f"feature and one or more spatial), got lhs.shape={lhs.shape}.")
+    if lhs.ndim < 2:
+        raise _fail(ValueError, FN, "`lhs` and `rhs` must have at least 2 dimensions (batch "
+                    f"and feature; then any number of spatial), got lhs.shape={lhs.shape}.")
     rank = lhs.ndim - 2
     dnums = _dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-    check_dtype(FN, "lhs", lhs.dtype)
+    _check_operand_dtype("lhs", lhs.dtype)
     if rhs.dtype != lhs.dtype:
         raise _fail(TypeError, FN, f"`rhs` dtype {rhs.dtype.name} must equal `lhs` dtype "
                     f"{lhs.dtype.name} (as in lax).")

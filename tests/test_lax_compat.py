@@ -1,5 +1,7 @@
 """conv_general_dilated against jax.lax.conv_general_dilated (outputs and vjps, float64,
-under jit, every impl), inside flax.linen.Conv and flax.nnx.Conv, and every error text."""
+under jit, every impl; 0-D convolutions; every dtype lax convolves and the result dtypes
+of preferred_element_type), inside flax.linen.Conv and flax.nnx.Conv, and every error
+text. JAX's own convolution tests run it too: tests/test_jax_conv_suite.py."""
 
 import functools
 import inspect
@@ -85,6 +87,14 @@ CASES = [
      dict(window_strides=(1, 1), padding="VALID", batch_group_count=2)),
     ("batch-groups-nhwc-strided", (6, 5, 4, 2), (2, 2, 2, 6),
      dict(window_strides=(2, 1), padding="SAME", batch_group_count=3, dimension_numbers=NHWC)),
+    # 0-D: no spatial axes, a dot (lax's testConv0DIsDot), grouped either way
+    ("0d-nc-io", (3, 4), (4, 5),
+     dict(window_strides=(), padding="VALID", dimension_numbers=("NC", "IO", "NC"))),
+    ("0d-feature-groups", (3, 4), (6, 2),
+     dict(window_strides=(), padding=(), feature_group_count=2)),
+    ("0d-batch-groups-cn", (5, 4), (5, 6),
+     dict(window_strides=(), padding=(), lhs_dilation=(), rhs_dilation=(),
+          batch_group_count=2, dimension_numbers=("CN", "IO", "CN"))),
 ]
 
 
@@ -102,9 +112,12 @@ def test_matches_lax(lhs_shape, rhs_shape, kw, impl):
     ((2, 0, 5), (4, 0, 2), dict(padding=((1, 1),))),    # no features: an empty sum
     ((0, 3, 5), (4, 3, 2), dict(padding="SAME")),       # empty batch
     ((2, 3, 5), (0, 3, 2), dict(padding="VALID")),      # no output features
-], ids=["empty-out", "crop-all", "empty-spatial", "zero-features", "zero-batch", "zero-out"])
+    ((0, 3), (4, 3), dict(window_strides=(), padding=())),  # 0-D, empty batch
+    ((2, 0), (4, 0), dict(window_strides=(), padding=())),  # 0-D, an empty sum
+], ids=["empty-out", "crop-all", "empty-spatial", "zero-features", "zero-batch", "zero-out",
+        "0d-zero-batch", "0d-zero-features"])
 def test_degenerate_shapes_match_lax(lhs_shape, rhs_shape, kw):
-    _check(lhs_shape, rhs_shape, dict(window_strides=(1,), **kw))
+    _check(lhs_shape, rhs_shape, {"window_strides": (1,), **kw})
 
 
 def test_eager_matches_lax():
@@ -139,6 +152,148 @@ def test_preferred_element_type(dtype, preferred, rtol):
     got = jax.jit(lambda a, b: conv_general_dilated(a, b, **kw))(lhs, rhs)
     assert got.dtype == want.dtype == jnp.dtype(preferred)
     np.testing.assert_allclose(np.float64(got), np.float64(want), rtol=rtol, atol=rtol)
+
+
+# ---------------------------------------------------------------------------------------
+# Every dtype lax convolves, and preferred_element_type's result dtypes, against lax.
+
+NARROW = ("int4", "uint4", "float8_e4m3fn", "float8_e5m2", "float4_e2m1fn")
+ALL_DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128",
+              "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool",
+              *NARROW)
+# (id, lhs shape, rhs shape, kwargs): a 1-d lhs-dilated, batch-grouped NHC conv and a 0-D
+# grouped one.
+DTYPE_CASES = [
+    ((4, 7, 3), (3, 3, 4), dict(window_strides=(2,), padding=((1, 2),), lhs_dilation=(2,),
+                                batch_group_count=2, dimension_numbers=("NHC", "HIO", "NHC"))),
+    ((3, 4), (6, 2), dict(window_strides=(), padding="VALID", feature_group_count=2)),
+]
+
+
+def _operand(dtype, shape, rng):
+    """Random values spanning `dtype`: integers over their whole range (the sums wrap)."""
+    dtype = jnp.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) < 0.5
+    if jnp.issubdtype(dtype, jnp.integer):
+        info = jnp.iinfo(dtype)
+        return rng.integers(int(info.min), int(info.max), shape, endpoint=True,
+                            dtype=np.uint64 if info.min == 0 else np.int64).astype(dtype)
+    values = rng.standard_normal(shape)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        values = values + 1j * rng.standard_normal(shape)
+    return values.astype(dtype)
+
+
+def _assert_same_as_lax(got, want, rtol):
+    assert (got.shape, got.dtype) == (want.shape, want.dtype)
+    if jnp.issubdtype(want.dtype, jnp.inexact):
+        np.testing.assert_allclose(np.asarray(got).astype(np.complex128),
+                                   np.asarray(want).astype(np.complex128), rtol=rtol, atol=rtol)
+    else:  # integers and bool: exact, wrap-around included
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def _rtol(dtype):
+    """Both round a float32 (or wider) sum once: a few of the result's ulps apart."""
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        return 0
+    return {8: 1e-5, 16: 1e-12}.get(dtype.itemsize, 4 * float(jnp.finfo(dtype).eps))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_every_dtype_matches_lax(dtype, impl):
+    rng = np.random.default_rng(0)
+    for lhs_shape, rhs_shape, kw in DTYPE_CASES:
+        lhs, rhs = _operand(dtype, lhs_shape, rng), _operand(dtype, rhs_shape, rng)
+        want = lax.conv_general_dilated(lhs, rhs, **kw)
+        got = jax.jit(lambda a, b, kw=kw: conv_general_dilated(a, b, **kw, impl=impl))(lhs, rhs)
+        _assert_same_as_lax(got, want, _rtol(dtype))
+
+
+PREFERRED = [  # (operands, preferred): lax's own combinations and bool's
+    ("int8", "int32"), ("int8", "int16"), ("uint8", "int16"), ("uint8", "uint32"),
+    ("int32", "int64"), ("int16", "float16"), ("int8", "float32"), ("uint16", "bfloat16"),
+    ("int64", "float64"), ("bool", "int32"), ("bool", "float32"), ("bool", "bool"),
+    ("complex64", "complex128"), ("float16", "bfloat16"), ("bfloat16", "float64"),
+    ("float8_e4m3fn", "float32"),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype,preferred", PREFERRED, ids=[f"{a}-{b}" for a, b in PREFERRED])
+def test_preferred_element_type_matches_lax(dtype, preferred, impl):
+    """The result dtype and values are lax's: integer and bool operands are cast to the
+    preferred type (uint8 -> int16 wraps modulo 2**16; int16 -> float16 rounds each)."""
+    rng = np.random.default_rng(1)
+    for lhs_shape, rhs_shape, kw in DTYPE_CASES:
+        lhs, rhs = _operand(dtype, lhs_shape, rng), _operand(dtype, rhs_shape, rng)
+        kw = dict(kw, preferred_element_type=preferred)
+        want = lax.conv_general_dilated(lhs, rhs, **kw)
+        got = jax.jit(lambda a, b, kw=kw: conv_general_dilated(a, b, **kw, impl=impl))(lhs, rhs)
+        assert got.dtype == jnp.dtype(preferred)
+        _assert_same_as_lax(got, want, _rtol(preferred if dtype != "complex64" else dtype))
+
+
+@pytest.mark.parametrize("preferred", ["int8", "int32", "float32"])
+def test_int4_with_preferred_element_type(preferred):
+    """Beyond lax (XLA's CPU backend fails on it): int4 operands cast to the preferred
+    type, as lax defines it, i.e. lax's result for operands cast up first."""
+    rng = np.random.default_rng(4)
+    for lhs_shape, rhs_shape, kw in DTYPE_CASES:
+        lhs, rhs = _operand("int4", lhs_shape, rng), _operand("int4", rhs_shape, rng)
+        want = lax.conv_general_dilated(lhs.astype(preferred), rhs.astype(preferred), **kw)
+        got = conv_general_dilated(lhs, rhs, **kw, preferred_element_type=preferred)
+        _assert_same_as_lax(got, want, _rtol(preferred))
+
+
+def test_preferred_element_type_without_x64_is_lax_s():
+    """Without x64 a 64-bit preferred type is its 32-bit one, as lax canonicalises it."""
+    lhs, rhs = _arrays((2, 3, 6), (4, 3, 3), dtype=np.float32)
+    kw = dict(window_strides=(1,), padding="SAME", preferred_element_type=np.float64)
+    with jax.enable_x64(False):
+        with pytest.warns(UserWarning, match="float64 requested in conv_general_dilated"):
+            want = lax.conv_general_dilated(lhs, rhs, **kw)
+        got = conv_general_dilated(lhs, rhs, **kw)
+    assert got.dtype == want.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_complex_vjp_is_lax_s(impl):
+    """JAX's convention: a complex vjp is the transpose (no conjugation), as lax's."""
+    rng = np.random.default_rng(2)
+    lhs, rhs = _operand("complex128", (4, 6, 5), rng), _operand("complex128", (4, 2, 5), rng)
+    kw = dict(window_strides=(2,), padding=((1, 0),), rhs_dilation=(2,), batch_group_count=2,
+              dimension_numbers=("NWC", "OWI", "NWC"))
+    g = _operand("complex128", jax.eval_shape(
+        lambda a, b: lax.conv_general_dilated(a, b, **kw), lhs, rhs).shape, rng)
+    want = _value_and_vjp(lambda a, b: lax.conv_general_dilated(a, b, **kw), lhs, rhs, g)
+    got = _value_and_vjp(lambda a, b: conv_general_dilated(a, b, **kw, impl=impl), lhs, rhs, g)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, **TOL)
+
+
+@pytest.mark.parametrize("preferred", [None, "int32", "float32"])
+def test_integer_tangents_are_float0_as_in_lax(preferred):
+    """Integer operands are not differentiable: jvp and vjp give what lax gives (float0
+    tangents for integer values, zeros for a float result)."""
+    rng = np.random.default_rng(3)
+    lhs, rhs = _operand("int8", (2, 3, 5), rng), _operand("int8", (4, 3, 2), rng)
+    zero = [np.zeros(a.shape, jax.dtypes.float0) for a in (lhs, rhs)]
+    kw = dict(window_strides=(1,), padding="SAME", preferred_element_type=preferred)
+    results = []
+    for fn in (lax.conv_general_dilated, conv_general_dilated):
+        y, ty = jax.jvp(lambda a, b, fn=fn: fn(a, b, **kw), (lhs, rhs), tuple(zero))
+        _, vjp = jax.vjp(lambda a, b, fn=fn: fn(a, b, **kw), lhs, rhs)
+        ct = np.zeros(y.shape, jax.dtypes.float0 if y.dtype.kind in "iu" else y.dtype)
+        results.append((y, ty, *vjp(ct)))
+    for got, want in zip(*results, strict=True):
+        assert (got.shape, got.dtype) == (want.shape, want.dtype)
+        if want.dtype != jax.dtypes.float0:
+            np.testing.assert_array_equal(got, want)
 
 
 def test_forward_mode_with_autodiff_jax():
@@ -245,6 +400,10 @@ P = "jaxconv.conv_general_dilated: "
 X = np.zeros((2, 4, 5))  # (N, C, W)
 W = np.zeros((6, 4, 3))  # (O, I, W)
 WG = np.zeros((6, 2, 3))  # feature_group_count=2
+# What conv_general_dilated convolves: ALL_DTYPES and the other 4- and 8-bit floats.
+SUPPORTED = ", ".join((*ALL_DTYPES[:15], "int4", "uint4", "float8_e4m3fn", "float8_e4m3fnuz",
+                       "float8_e4m3b11fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e3m4",
+                       "float8_e4m3", "float4_e2m1fn"))
 
 
 def _call(lhs=X, rhs=W, window_strides=(1,), padding="VALID", **kw):
@@ -259,9 +418,9 @@ ERRORS = [
     ("ndim-mismatch", _call(rhs=np.zeros((6, 4, 3, 3))), ValueError,
      P + "`lhs` and `rhs` must have the same number of dimensions, got lhs.shape=(2, 4, 5) "
      "and rhs.shape=(6, 4, 3, 3)."),
-    ("ndim-too-small", _call(lhs=np.zeros((2, 4)), rhs=np.zeros((6, 4)), window_strides=()),
-     ValueError, P + "`lhs` and `rhs` must have at least 3 dimensions (batch, feature and one "
-     "or more spatial), got lhs.shape=(2, 4)."),
+    ("ndim-too-small", _call(lhs=np.zeros((2,)), rhs=np.zeros((6,)), window_strides=()),
+     ValueError, P + "`lhs` and `rhs` must have at least 2 dimensions (batch and feature; "
+     "then any number of spatial), got lhs.shape=(2,)."),
     ("dnums-kind", _call(dimension_numbers="NCH"), TypeError,
      P + "`dimension_numbers` must be None, a jax.lax.ConvDimensionNumbers or a tuple of 3 "
      "strings such as ('NHWC', 'HWIO', 'NHWC'), got dimension_numbers='NCH'."),
@@ -276,8 +435,11 @@ ERRORS = [
      _call(dimension_numbers=lax.ConvDimensionNumbers((0, 1, 2), (0, 1, 1), (0, 1, 2))),
      ValueError, P + "`dimension_numbers`.rhs_spec must be a permutation of range(3) for 3-d "
      "operands, got rhs_spec=(0, 1, 1)."),
-    ("lhs-int", _call(lhs=X.astype(np.int32), rhs=W.astype(np.int32)), TypeError,
-     P + "`lhs` has dtype int32; supported dtypes are float16, bfloat16, float32, float64."),
+    ("lhs-int2", _call(lhs=X.astype(jnp.int2), rhs=W.astype(jnp.int2)), TypeError,
+     P + f"`lhs` has dtype int2; supported dtypes are {SUPPORTED}."),
+    ("lhs-float8-without-zero", _call(lhs=X.astype(jnp.float8_e8m0fnu),
+                                      rhs=W.astype(jnp.float8_e8m0fnu)), TypeError,
+     P + f"`lhs` has dtype float8_e8m0fnu; supported dtypes are {SUPPORTED}."),
     ("dtype-mismatch", _call(rhs=W.astype(np.float32)), TypeError,
      P + "`rhs` dtype float32 must equal `lhs` dtype float64 (as in lax)."),
     ("strides-int", _call(window_strides=1), TypeError,
@@ -313,9 +475,23 @@ ERRORS = [
      P + f"`impl` must be one of {('auto', *jaxconv.available_impls())}, or a (forward, "
      "input_grad, weight_grad) tuple of those impls, got impl=['lax', 'lax', 'lax']."),
     ("preferred-int", _call(preferred_element_type=np.int32), TypeError,
-     P + "`preferred_element_type` must be a floating dtype for floating operands (jaxconv "
-     "computes float16, bfloat16, float32 and float64 only), got "
-     "preferred_element_type=int32."),
+     P + "`preferred_element_type` must be floating for floating operands (dtype float64), "
+     "as in lax, got preferred_element_type=int32."),
+    ("preferred-unsigned", _call(lhs=X.astype(np.int8), rhs=W.astype(np.int8),
+                                 preferred_element_type=np.uint16), TypeError,
+     P + "`preferred_element_type` must be signed integer or floating for signed integer "
+     "operands (dtype int8), as in lax, got preferred_element_type=uint16."),
+    ("preferred-real-for-complex", _call(lhs=X.astype(np.complex64), rhs=W.astype(np.complex64),
+                                         preferred_element_type=np.float64), TypeError,
+     P + "`preferred_element_type` must be complex for complex operands (dtype complex64), "
+     "as in lax, got preferred_element_type=float64."),
+    ("preferred-narrower-int", _call(lhs=X.astype(np.int16), rhs=W.astype(np.int16),
+                                     preferred_element_type=np.int8), TypeError,
+     P + "`preferred_element_type` must not be narrower than the operands' dtype int16 "
+     "(as in lax), got preferred_element_type=int8."),
+    ("preferred-int2", _call(preferred_element_type=jnp.int2), TypeError,
+     P + f"`preferred_element_type` must be one of {SUPPORTED}, got "
+     "preferred_element_type=int2."),
     ("preferred-narrower", _call(preferred_element_type=jnp.bfloat16), TypeError,
      P + "`preferred_element_type` must not be narrower than the operands' dtype float64 "
      "(as in lax), got preferred_element_type=bfloat16."),

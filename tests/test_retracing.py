@@ -251,7 +251,7 @@ def test_equal_layers_are_one_static_argument(traces, compiles, impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_closed_over_layers_trace_the_kernels_once(traces, impl):
     """Each new closure is a new outer jit (traced once itself), but the convolution
-    inside, keyed on an equal spec, reuses its traced kernels: F, T and W once each."""
+    inside, keyed on an equal spec, reuses its traced kernels: F and W once each."""
     layers = _conv_layers(impl)
     params = layers[0].init(jax.random.key(1))
     x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 4, 8, 8)), jnp.float32)
@@ -266,7 +266,9 @@ def test_closed_over_layers_trace_the_kernels_once(traces, impl):
         assert counted[i] == 1  # each closure: one trace of its own
         if i == 0:
             traced = dict(traces)
-            assert {kind for _, kind in traced} == {"F", "T", "W"}
+            # The gradient is taken w.r.t. the parameters only: the transposes run W and
+            # never T (x is a constant), which custom_vjp's backward computed anyway.
+            assert {kind for _, kind in traced} == {"F", "W"}
         assert dict(traces) == traced, f"layer {i} traced the kernels again"
 
 
