@@ -38,6 +38,10 @@ W          one data operand     each group's channels of that operand
 any        both                 the groups: ``B G`` groups, ``(N, B C, ...)``
 =========  ===================  ============================================
 
+except ``W`` with both operands mapped (per-example weight gradients) of the
+impls in :data:`VMAPPED_WEIGHT_GRAD_IMPLS`, whose kernel is vmapped (see the
+batching rule).
+
 Inside ``jax.shard_map`` every operand must vary over the same manual axes (as
 for lax's binary ops): :func:`_bind` casts the one that varies over fewer
 (``lax.pcast(..., to="varying")``) before binding, and abstract evaluation keeps
