@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconv._spec import PARAM_DTYPES, _fail
+from jaxconv._unfold import IMPLS as UNFOLD_IMPLS
 from jaxconv.nn import _conv
 from jaxconv.nn._conv import Conv, ConvTranspose, _LazyBase
-from jaxconv.nn._unfold_layers import UNFOLD_IMPLS, Fold, Unfold
+from jaxconv.nn._unfold_layers import Fold, Unfold
 
 _LAYERS = {(False, r): f"Conv{r}d" for r in (1, 2, 3)} | {
     (True, r): f"ConvTranspose{r}d" for r in (1, 2, 3)}

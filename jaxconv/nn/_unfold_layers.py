@@ -2,9 +2,9 @@
 
 Like the convolution layers, each is an immutable, hashable description with its
 arguments validated and normalised once, at construction; it has no parameters
-(``init(key)`` returns ``{}``) and applies as ``layer(params, x)``. The functions
-(``jaxconv._unfold``) are imported inside the call, so ``jaxconv.nn`` does not depend
-on them at import time.
+(``init(key)`` returns ``{}``) and applies as ``layer(params, x)``. Arguments are
+checked by the functions' own validators (:mod:`jaxconv._unfold`), so a layer and a
+call refuse the same values with the same texts (named after the layer).
 
 Rank rule (the functions'): the spatial rank ``r`` is ``len(output_size)`` (Fold) when
 it is a tuple, else the length of the first tuple among ``kernel_size, dilation,
@@ -20,39 +20,27 @@ from typing import Any
 
 import jax
 
+from jaxconv import _unfold
 from jaxconv._spec import (
     PADDING_MODES,
     _fail,
-    is_sequence,
     non_negative_tuple,
-    positive_tuple,
 )
-
-UNFOLD_IMPLS = ("auto", "gather", "slices")  # jaxconv._unfold.IMPLS (checked in the tests)
 
 
 def _rank(fn: str, args: dict[str, Any]) -> int:
-    for name, value in args.items():
-        if is_sequence(value):
-            if len(value) == 0:
-                raise _fail(ValueError, fn, f"`{name}` must have at least one entry (the "
-                            f"spatial rank), got {name}={value!r}.")
-            return len(value)
-    return 2
+    """The functions' rank rule (:mod:`jaxconv._unfold`), checked as they check it."""
+    rank = _unfold._rank(tuple(args.values()))
+    _unfold._check_rank(fn, rank, args)
+    return rank
 
 
-def _geometry(fn: str, rank: int, kernel_size: Any, dilation: Any, padding: Any,
-              stride: Any) -> dict[str, tuple[int, ...]]:
-    return dict(kernel_size=positive_tuple(fn, "kernel_size", kernel_size, rank),
-                dilation=positive_tuple(fn, "dilation", dilation, rank),
-                padding=non_negative_tuple(fn, "padding", padding, rank),
-                stride=positive_tuple(fn, "stride", stride, rank))
+def _geometry(fn: str, rank: int, **args: Any) -> dict[str, tuple[int, ...]]:
+    kernel, dil, pad, st = _unfold._geometry(fn, rank, **args)
+    return dict(kernel_size=kernel, dilation=dil, padding=pad, stride=st)
 
 
-def _check_impl(fn: str, impl: Any) -> str:
-    if not isinstance(impl, str) or impl not in UNFOLD_IMPLS:
-        raise _fail(ValueError, fn, f"`impl` must be one of {UNFOLD_IMPLS}, got impl={impl!r}.")
-    return impl
+_check_impl = _unfold._check_impl
 
 
 def _check_params(fn: str, params: Any) -> None:
@@ -148,10 +136,8 @@ class Unfold(_NoParams):
         Returns:
           ``(N, C * prod(kernel_size), L)`` (unbatched ``(C * prod(kernel_size), L)``).
         """
-        from jaxconv._unfold import unfold
-
         _check_params("nn.Unfold", params)
-        return unfold(x, self.kernel_size, self.dilation, self.padding, self.stride,
+        return _unfold.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride,
                       padding_mode=self.padding_mode, impl=self.impl)
 
 
@@ -211,8 +197,6 @@ class Fold(_NoParams):
         Returns:
           ``(N, C, *output_size)`` (unbatched ``(C, *output_size)``).
         """
-        from jaxconv._unfold import fold
-
         _check_params("nn.Fold", params)
-        return fold(x, self.output_size, self.kernel_size, self.dilation, self.padding,
+        return _unfold.fold(x, self.output_size, self.kernel_size, self.dilation, self.padding,
                     self.stride, impl=self.impl)
