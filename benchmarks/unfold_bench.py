@@ -38,72 +38,102 @@ from jax import lax
 from jaxconv import benchmark as B
 from jaxconv._unfold import fold, unfold
 
-IMPLS = ("gather", "slices", "auto")
+IMPLS = ("gather", "slices", "reshape", "auto")
 VARIANTS = (*IMPLS, "lax_patches", "torch")
 
 
 @dataclasses.dataclass(frozen=True)
 class Case:
+    """One shape: `kernel`, `stride` and `padding` are the same on every spatial axis."""
+
     name: str
     batch: int
     channels: int
-    spatial: tuple[int, int]
+    spatial: tuple[int, ...]
     kernel: int
     stride: int
     padding: int
+
+    @property
+    def rank(self) -> int:
+        return len(self.spatial)
 
     @property
     def blocks(self) -> int:
         return math.prod((n + 2 * self.padding - self.kernel) // self.stride + 1
                          for n in self.spatial)
 
+    @property
+    def tiles(self) -> bool:
+        return self.stride >= self.kernel
+
+    def impls(self) -> tuple[str, ...]:
+        return IMPLS if self.tiles else tuple(i for i in IMPLS if i != "reshape")
+
     def label(self) -> str:
-        h, w = self.spatial
-        return (f"N={self.batch} C={self.channels} {h}x{w} k={self.kernel} "
-                f"s={self.stride} p={self.padding}")
+        return (f"N={self.batch} C={self.channels} {'x'.join(map(str, self.spatial))} "
+                f"k={self.kernel} s={self.stride} p={self.padding}")
 
 
 CASES = (
     Case("vit_patch", 8, 3, (224, 224), 16, 16, 0),     # ViT patching 16x16/16
+    Case("swin_merge", 8, 96, (56, 56), 2, 2, 0),       # Swin patch merging 2x2/2
     Case("conv3x3", 8, 64, (56, 56), 3, 1, 1),          # im2col of a 3x3/1 pad 1 conv
+    Case("conv3x3_s2", 8, 64, (56, 56), 3, 2, 1),       # a 3x3/2 downsampling conv
+    Case("conv5x5", 8, 32, (28, 28), 5, 1, 2),          # a 5x5/1 pad 2 conv
+    Case("local_attn", 8, 64, (14, 14), 7, 1, 3),       # 7x7 neighbourhoods (local attention)
     Case("overlap_add", 8, 3, (64, 64), 8, 4, 0),       # overlap-add of 8x8/4 patches
+    Case("audio_frames", 8, 1, (16000,), 400, 160, 0),  # 1-d framing, 25 ms / 10 ms at 16 kHz
 )
 QUICK_CASES = (
     Case("vit_patch", 1, 3, (8, 8), 4, 4, 0),
     Case("conv3x3", 1, 4, (6, 6), 3, 1, 1),
     Case("overlap_add", 1, 3, (8, 8), 4, 2, 0),
+    Case("audio_frames", 1, 1, (40,), 8, 4, 0),
 )
 
 
 def _patches(case: Case):
+    r = case.rank
+
     def f(x):
         p = lax.conv_general_dilated_patches(
-            x, (case.kernel,) * 2, (case.stride,) * 2, [(case.padding, case.padding)] * 2)
+            x, (case.kernel,) * r, (case.stride,) * r, [(case.padding, case.padding)] * r)
         return p.reshape(p.shape[0], p.shape[1], -1)
     return f
 
 
 def jax_ops(case: Case, op: str) -> dict:
     """``{variant: function of the operand}`` for `op` ("unfold" or "fold")."""
-    geo = dict(padding=case.padding, stride=case.stride)
+    r = case.rank
+    geo = dict(padding=(case.padding,) * r, stride=(case.stride,) * r)
+    kernel = (case.kernel,) * r
     x_shape = (case.batch, case.channels, *case.spatial)
     if op == "unfold":
-        fns = {i: (lambda x, i=i: unfold(x, case.kernel, **geo, impl=i)) for i in IMPLS}
+        fns = {i: (lambda x, i=i: unfold(x, kernel, **geo, impl=i)) for i in case.impls()}
         fns["lax_patches"] = _patches(case)
         return fns
-    fns = {i: (lambda c, i=i: fold(c, case.spatial, case.kernel, **geo, impl=i))
-           for i in IMPLS}
+    fns = {i: (lambda c, i=i: fold(c, case.spatial, kernel, **geo, impl=i))
+           for i in case.impls()}
     x0 = jnp.zeros(x_shape, jnp.float32)
     fns["lax_patches"] = lambda c: jax.vjp(_patches(case), x0)[1](c)[0]
     return fns
 
 
 def torch_op(case: Case, op: str):
+    """PyTorch's unfold/fold (2-d only: a 1-d case runs as (1, k) blocks on a 1 x n image)."""
     import torch.nn.functional as F
+    lift = case.rank == 1
+    k, s, p = ((1, case.kernel), (1, case.stride), (0, case.padding)) if lift else (
+        case.kernel, case.stride, case.padding)
     if op == "unfold":
-        return lambda a: F.unfold(a, case.kernel, padding=case.padding, stride=case.stride)
-    return lambda a: F.fold(a, case.spatial, case.kernel, padding=case.padding,
-                            stride=case.stride)
+        if lift:
+            return lambda a: F.unfold(a[:, :, None], k, padding=p, stride=s)
+        return lambda a: F.unfold(a, k, padding=p, stride=s)
+    size = (1, *case.spatial) if lift else case.spatial
+    if lift:
+        return lambda a: F.fold(a, size, k, padding=p, stride=s)[:, :, 0]
+    return lambda a: F.fold(a, size, k, padding=p, stride=s)
 
 
 def run_case(case: Case, op: str, repeats: int, min_time: float) -> dict[tuple[str, str], float]:
@@ -111,7 +141,8 @@ def run_case(case: Case, op: str, repeats: int, min_time: float) -> dict[tuple[s
     rng = np.random.default_rng(0)
     operand = (rng.standard_normal((case.batch, case.channels, *case.spatial))
                if op == "unfold" else
-               rng.standard_normal((case.batch, case.channels * case.kernel**2, case.blocks)))
+               rng.standard_normal((case.batch, case.channels * case.kernel**case.rank,
+                                   case.blocks)))
     operand = operand.astype(np.float32)
     top = torch_op(case, op)
     t_in = torch.tensor(operand, requires_grad=True)
@@ -169,7 +200,7 @@ def main(argv=None) -> int:
     for case in cases:
         for op in ("unfold", "fold"):
             r = run_case(case, op, repeats, min_time)
-            for variant in VARIANTS:
+            for variant in (v for v in VARIANTS if (v, "fwd") in r):
                 fwd, fb = r[(variant, "fwd")], r[(variant, "f+b")]
                 lines.append(f"| {case.name} | {op} | {variant} | {case.label()} | "
                              f"{fwd:.3f} | {fb:.3f} | {fwd / r[('torch', 'fwd')]:.2f} |")

@@ -51,8 +51,11 @@ Impls (peers, compared with each other and with PyTorch in the tests):
   :func:`jaxconv.impls.gather.col2im` (scatter-add as strided pads per axis);
 * ``slices``: one strided slice of the padded input per kernel offset, stacked;
   fold is a sum of one strided ``lax.pad`` per kernel offset;
-* ``auto``: ``gather`` for both (:data:`AUTO_UNFOLD`, :data:`AUTO_FOLD`), a
-  default that ``benchmarks/unfold_bench.py`` confirms or refutes.
+* ``reshape``: only for blocks that do not overlap (``s_i >= d_i·(K_i - 1) + 1`` on
+  every axis, e.g. ViT's 16x16/16 patching): crop or zero-pad each axis to ``P·s``,
+  split it into ``(P, s)`` and take ``K`` strided entries of each ``s``; fold is its
+  transpose (interior pad, merge, crop);
+* ``auto``: :func:`choose`, per op and shape.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ from jaxconv._spec import (
 )
 from jaxconv.impls.gather import col2im, im2col, window_indices
 
-IMPLS = ("auto", "gather", "slices")
+IMPLS = ("auto", "gather", "slices", "reshape")
 # auto's rule. The lead must measure, with benchmarks/unfold_bench.py, unfold and
 # fold (forward, forward+backward) of gather against slices on the ViT patching,
 # 3x3/1 pad 1 and overlap-add shapes, and set these to the faster impl (or make
@@ -191,12 +194,61 @@ def _slices_fold(cols: jax.Array, w: Windows) -> jax.Array:
     return total
 
 
-_UNFOLD_KERNELS = {"gather": _gather_unfold, "slices": _slices_unfold}
-_FOLD_KERNELS = {"gather": _gather_fold, "slices": _slices_fold}
+def tiles(kernel, dilation, stride) -> bool:
+    """Do the blocks tile the image without overlapping, ``s_i >= d_i·(K_i - 1) + 1`` on
+    every axis? Then :func:`_reshape_unfold` needs no gather."""
+    return all(s >= d * (k - 1) + 1 for k, d, s in zip(kernel, dilation, stride, strict=True))
 
 
-def _resolve(impl: str, auto: str) -> str:
-    return auto if impl == "auto" else impl
+def _reshape_unfold(xp: jax.Array, w: Windows) -> jax.Array:
+    """Non-overlapping blocks (:func:`tiles`) by reshapes. Per axis, block ``p`` reads
+    ``xp[p·s + k·d]``: crop (or zero-pad) the axis to ``P·s`` (the last block ends at
+    ``(P-1)·s + d·(K-1) < Sp``, so the pad is never read), split it into ``(P, s)`` and
+    take ``[0 : d·(K-1) + 1 : d]`` of each ``s``."""
+    r, (n, c) = w.rank, xp.shape[:2]
+    zero = jnp.zeros((), xp.dtype)
+    fit = lax.pad(xp, zero, [(0, 0, 0)] * 2 + [(0, p * s - size, 0) for p, s, size in
+                                               zip(w.blocks, w.stride, w.padded)])
+    split = fit.reshape(n, c, *itertools.chain.from_iterable(zip(w.blocks, w.stride)))
+    taps = lax.slice(split, (0,) * (2 + 2 * r),
+                     (n, c, *itertools.chain.from_iterable(
+                         (p, d * (k - 1) + 1) for p, k, d in zip(w.blocks, w.kernel, w.dilation))),
+                     (1, 1, *itertools.chain.from_iterable((1, d) for d in w.dilation)))
+    order = (0, 1, *(3 + 2 * i for i in range(r)), *(2 + 2 * i for i in range(r)))
+    return _to_columns(taps.transpose(order), w)
+
+
+def _reshape_fold(cols: jax.Array, w: Windows) -> jax.Array:
+    """Transpose of :func:`_reshape_unfold`: the strided slice becomes an interior pad up
+    to ``s``, the split a merge, the crop a zero pad (and the zero pad a crop)."""
+    r, n = w.rank, cols.shape[0]
+    a = _from_columns(cols, w)  # (N, C, K_1…K_r, P_1…P_r)
+    order = (0, 1, *itertools.chain.from_iterable((2 + r + i, 2 + i) for i in range(r)))
+    a = a.transpose(order)  # (N, C, P_1, K_1, …)
+    zero = jnp.zeros((), cols.dtype)
+    spread = lax.pad(a, zero, [(0, 0, 0)] * 2 + list(itertools.chain.from_iterable(
+        ((0, 0, 0), (0, s - d * (k - 1) - 1, d - 1))
+        for k, d, s in zip(w.kernel, w.dilation, w.stride))))
+    merged = spread.reshape(n, a.shape[1], *(p * s for p, s in zip(w.blocks, w.stride)))
+    return lax.pad(merged, zero, [(0, 0, 0)] * 2 + [(0, size - p * s, 0) for p, s, size in
+                                                    zip(w.blocks, w.stride, w.padded)])
+
+
+_UNFOLD_KERNELS = {"gather": _gather_unfold, "slices": _slices_unfold,
+                   "reshape": _reshape_unfold}
+_FOLD_KERNELS = {"gather": _gather_fold, "slices": _slices_fold, "reshape": _reshape_fold}
+
+
+def choose(op: str, w: Windows, shape: tuple[int, ...]) -> str:
+    """auto's impl for `op` ("unfold" or "fold") on windows `w` whose operand has
+    `shape`; an explicit impl is kept. Rule measured with benchmarks/unfold_bench.py
+    (docs/unfold.md quotes the table): non-overlapping blocks are reshapes; otherwise
+    :data:`AUTO_UNFOLD` / :data:`AUTO_FOLD`."""
+    if w.impl != "auto":
+        return w.impl
+    if tiles(w.kernel, w.dilation, w.stride):
+        return "reshape"
+    return AUTO_UNFOLD if op == "unfold" else AUTO_FOLD
 
 
 # --- the primitives -----------------------------------------------------------------------
@@ -214,11 +266,11 @@ def _fold_shape(cols, w: Windows):
 
 
 def _run_unfold(xp, *, windows):
-    return _UNFOLD_KERNELS[_resolve(windows.impl, AUTO_UNFOLD)](xp, windows)
+    return _UNFOLD_KERNELS[choose("unfold", windows, xp.shape)](xp, windows)
 
 
 def _run_fold(cols, *, windows):
-    return _FOLD_KERNELS[_resolve(windows.impl, AUTO_FOLD)](cols, windows)
+    return _FOLD_KERNELS[choose("fold", windows, cols.shape)](cols, windows)
 
 
 @functools.cache
@@ -300,6 +352,14 @@ def _geometry(fn: str, rank: int, kernel_size, dilation, padding, stride):
     return kernel, dil, pad, st
 
 
+def _check_tiles(fn: str, impl: str, kernel, dilation, stride) -> None:
+    if impl == "reshape" and not tiles(kernel, dilation, stride):
+        raise _fail(ValueError, fn, "impl='reshape' needs blocks that do not overlap, "
+                    "stride_i >= dilation_i·(kernel_size_i - 1) + 1 on every axis, got "
+                    f"kernel_size={kernel}, dilation={dilation}, stride={stride}; use "
+                    "impl='auto', 'gather' or 'slices'.")
+
+
 def _check_blocks(fn: str, what: str, blocks, kernel, dil, pad) -> None:
     if any(p < 1 for p in blocks):
         raise _fail(ValueError, fn,
@@ -370,6 +430,7 @@ def unfold(input: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
     padded = tuple(n + 2 * p for n, p in zip(spatial, pad))
     windows = Windows(kernel, dil, st, padded, impl)
     _check_blocks(fn, f"input spatial size {spatial}", windows.blocks, kernel, dil, pad)
+    _check_tiles(fn, impl, kernel, dil, st)
     n = shape[0] if batched else 1
     check_elements(fn, "an output", (n, channels * windows.taps, math.prod(windows.blocks)),
                    "`kernel_size`, `stride`, `dilation` and `padding`")
@@ -433,6 +494,7 @@ def fold(input: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, padd
     windows = Windows(kernel, dil, st, padded, impl)
     blocks = windows.blocks
     _check_blocks(fn, f"output_size={size}", blocks, kernel, dil, pad)
+    _check_tiles(fn, impl, kernel, dil, st)
     if length != math.prod(blocks):
         raise _fail(ValueError, fn, f"`input`'s last dimension must be the number of "
                     f"sliding blocks {' * '.join(map(str, blocks))} = {math.prod(blocks)} "

@@ -10,7 +10,6 @@ import pytest
 import scipy.stats
 
 from jaxconv import nn
-from jaxconv.nn import _unfold_layers
 
 # (name without "Lazy", args without in_channels, kwargs, in_channels): every rank and
 # kind, groups, stride, dilation, padding forms and modes, bias off, output_padding.
@@ -321,7 +320,9 @@ def test_unfold_layer_padding_modes_are_pytorchs_pad_then_unfold(torch, mode):
 def test_unfold_layers_are_hashable_descriptions_with_pytorchs_repr():
     from jaxconv import _unfold
 
-    assert _unfold_layers._check_impl is _unfold._check_impl  # one impl list
+    # one impl list: the layers accept exactly the functions' impls
+    for impl in _unfold.IMPLS:
+        assert nn.Unfold(2, stride=2, impl=impl).impl == impl
     a, b = nn.Unfold(2, stride=2), nn.Unfold((2, 2), 1, (0, 0), np.int64(2))
     assert a == b and hash(a) == hash(b) and a != nn.Unfold(2)
     assert a.init(jax.random.key(0)) == {} and a.init() == {}
@@ -352,8 +353,14 @@ def test_unfold_layer_errors(torch):
         (ValueError, "jaxconv.nn.Unfold: `padding_mode` must be one of ('zeros', 'reflect', "
          "'replicate', 'circular'), got padding_mode='mirror'.",
          lambda: nn.Unfold(2, padding_mode="mirror")),
-        (ValueError, "jaxconv.nn.Unfold: `impl` must be one of ('auto', 'gather', 'slices'), "
-         "got impl='xla'.", lambda: nn.Unfold(2, impl="xla")),
+        (ValueError, "jaxconv.nn.Unfold: `impl` must be one of ('auto', 'gather', 'slices', "
+         "'reshape'), got impl='xla'.", lambda: nn.Unfold(2, impl="xla")),
+        (ValueError, "jaxconv.nn.Unfold: impl='reshape' needs blocks that do not overlap, "
+         "stride_i >= dilation_i·(kernel_size_i - 1) + 1 on every axis, got "
+         "kernel_size=(2, 2), dilation=(1, 1), stride=(1, 1); use impl='auto', 'gather' or "
+         "'slices'.", lambda: nn.Unfold(2, impl="reshape")),
+        (ValueError, "jaxconv.nn.Fold: impl='reshape' needs blocks that do not overlap",
+         lambda: nn.Fold((4, 4), 3, dilation=2, stride=4, impl="reshape")),
         (TypeError, "jaxconv.nn.Fold: `output_size` must be an int or a tuple of 2 ints, got "
          "4.5.", lambda: nn.Fold(4.5, 2)),
         (ValueError, "jaxconv.nn.Fold: `dilation` must be positive, got dilation=(1, 0).",

@@ -154,6 +154,87 @@ def test_nd_against_loop_and_adjoint(impl, case):
         mat @ c1.reshape(-1), rtol=1e-12, atol=1e-12)
 
 
+# --- reshape: non-overlapping blocks ---------------------------------------------------------
+
+TILES = [  # kernel, dilation, padding, stride, spatial: stride_i >= dilation_i·(k_i - 1) + 1
+    (4, 1, 0, 4, (8, 8)),                 # exact tiles (ViT)
+    ((2, 3), (2, 1), 1, (3, 4), (16, 17)),  # gaps between blocks, a remainder cropped
+    (2, 3, (1, 2), (5, 4), (9, 10)),      # dilated taps, padding
+    ((1, 2), 1, 0, (2, 2), (7, 9)),       # odd sizes: the last rows/columns unread
+    ((3, 1), (1, 1), (0, 2), (3, 1), (6, 3)),  # stride 1 on a kernel-1 axis
+]
+
+
+@pytest.mark.parametrize("case", range(len(TILES)))
+def test_reshape_against_torch(torch, case):
+    """impl='reshape' (and auto, which takes it for these) against PyTorch: values and
+    VJPs of unfold and fold, batched (even cases) and unbatched, float64 and complex."""
+    F = torch.nn.functional
+    kernel, dil, pad, stride, spatial = TILES[case]
+    dtype = "complex128" if case % 2 else "float64"
+    rng = np.random.default_rng(20 + case)
+    shape = ((2, 3) if case % 2 == 0 else (3,)) + spatial
+    x = _rand(rng, shape, dtype)
+    geo = dict(dilation=dil, padding=pad, stride=stride)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.unfold(tx, kernel, **geo)
+    cols = _rand(rng, tuple(ty.shape), dtype)
+    tc = torch.tensor(cols, requires_grad=True)
+    tf = F.fold(tc, spatial, kernel, **geo)
+    for impl in ("reshape", "auto"):
+        y, vjp = jax.vjp(lambda a, impl=impl: unfold(a, kernel, **geo, impl=impl),
+                         jnp.asarray(x))
+        np.testing.assert_array_equal(y, ty.detach().numpy())
+        (tg,) = torch.autograd.grad(ty, tx, torch.tensor(np.conj(cols)), retain_graph=True)
+        np.testing.assert_allclose(vjp(jnp.asarray(cols))[0], np.conj(tg.numpy()),
+                                   rtol=1e-12, atol=1e-12)
+        f, fvjp = jax.vjp(lambda c, impl=impl: fold(c, spatial, kernel, **geo, impl=impl),
+                          jnp.asarray(cols))
+        np.testing.assert_allclose(f, tf.detach().numpy(), rtol=1e-12, atol=1e-12)
+        (tfg,) = torch.autograd.grad(tf, tc, torch.tensor(np.conj(x)), retain_graph=True)
+        np.testing.assert_array_equal(fvjp(jnp.asarray(x))[0], np.conj(tfg.numpy()))
+
+
+@pytest.mark.parametrize("spatial,kernel,dil,pad,stride", [
+    ((11,), (3,), 2, 1, 5),
+    ((5, 7, 6), (2, 1, 3), (1, 1, 2), (1, 0, 1), (2, 3, 5)),
+    ((4, 6, 3, 5), 2, 1, (0, 1, 0, 1), 2),
+])
+def test_reshape_nd_against_loop_adjoint_and_gather(spatial, kernel, dil, pad, stride):
+    rng = np.random.default_rng(30)
+    x = rng.standard_normal((2, 2, *spatial))
+    geo = dict(dilation=dil, padding=pad, stride=stride)
+    y = unfold(x, kernel, **geo, impl="reshape")
+    np.testing.assert_array_equal(y, unfold_loop(x, kernel, dil, pad, stride))
+    cols = rng.standard_normal(y.shape)
+    back = fold(cols, spatial, kernel, **geo, impl="reshape")
+    np.testing.assert_allclose(np.vdot(y, cols), np.vdot(x, back), rtol=1e-12)
+    np.testing.assert_array_equal(back, fold(cols, spatial, kernel, **geo, impl="gather"))
+    # the transformations through the reshape kernels: jvp, vmap, grad of grad
+    f = lambda a: jnp.sum(jnp.sin(unfold(a, kernel, **geo, impl="reshape")) ** 2)  # noqa: E731
+    g = lambda a: jnp.sum(jnp.sin(unfold(a, kernel, **geo, impl="gather")) ** 2)  # noqa: E731
+    xs = jnp.asarray(x)
+    np.testing.assert_allclose(jax.jvp(jax.grad(f), (xs,), (xs,))[1],
+                               jax.jvp(jax.grad(g), (xs,), (xs,))[1], rtol=1e-12)
+    np.testing.assert_allclose(jax.vmap(jax.grad(f))(xs[:, None]),
+                               jax.vmap(jax.grad(g))(xs[:, None]), rtol=1e-12)
+
+
+def test_auto_takes_reshape_for_tiles_only():
+    """auto's choice, read from the lowered program: non-overlapping blocks are reshapes
+    and slices (no gather), overlapping ones are not reshape (impl='reshape' refuses)."""
+    x = jnp.zeros((2, 3, 16, 16))
+
+    def hlo(f, a):
+        return jax.jit(f).lower(a).as_text()
+
+    assert "gather" not in hlo(lambda a: unfold(a, 4, stride=4), x)
+    assert "gather" not in hlo(lambda a: unfold(a, 2, dilation=2, stride=3), x)
+    cols = unfold(x, 4, stride=4)
+    assert "gather" not in hlo(lambda c: fold(c, 16, 4, stride=4), cols)
+    assert "gather" not in hlo(jax.grad(lambda a: jnp.sum(unfold(a, 4, stride=4) ** 2)), x)
+
+
 def test_impls_agree_on_vit_patching():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 15, 15)).astype(np.float32)
@@ -334,7 +415,16 @@ ERRORS = [
      "jaxconv.unfold: reflect padding (5, 5) at dimension 2 must be less than that input "
      "size (5), as in PyTorch."),
     (lambda: unfold(X, 3, impl="lax"), ValueError,
-     "jaxconv.unfold: `impl` must be one of ('auto', 'gather', 'slices'), got impl='lax'."),
+     "jaxconv.unfold: `impl` must be one of ('auto', 'gather', 'slices', 'reshape'), got "
+     "impl='lax'."),
+    (lambda: unfold(X, 3, stride=(3, 2), impl="reshape"), ValueError,
+     "jaxconv.unfold: impl='reshape' needs blocks that do not overlap, stride_i >= "
+     "dilation_i·(kernel_size_i - 1) + 1 on every axis, got kernel_size=(3, 3), "
+     "dilation=(1, 1), stride=(3, 2); use impl='auto', 'gather' or 'slices'."),
+    (lambda: fold(np.zeros((2, 12, 4)), 5, 2, dilation=2, stride=2, impl="reshape"),
+     ValueError, "jaxconv.fold: impl='reshape' needs blocks that do not overlap, stride_i >= "
+     "dilation_i·(kernel_size_i - 1) + 1 on every axis, got kernel_size=(2, 2), "
+     "dilation=(2, 2), stride=(2, 2); use impl='auto', 'gather' or 'slices'."),
     (lambda: unfold([1, 2], 3), TypeError,
      "jaxconv.unfold: `input` must be an array (jax.Array or numpy.ndarray), got list."),
     (lambda: fold(np.zeros((2, 27, 9)), (5, 5), (2, 2)), ValueError,
@@ -379,7 +469,9 @@ def test_benchmark_quick():
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "unfold_bench.py"),
                           "--quick"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    for case in ("vit_patch", "conv3x3", "overlap_add"):
+    for case in ("vit_patch", "conv3x3", "overlap_add", "audio_frames"):
         for variant in ("gather", "slices", "auto", "torch", "lax_patches"):
             assert re.search(rf"\| {case} \| (unfold|fold) \| {variant} \|", run.stdout), (
                 case, variant, run.stdout)
+    assert "| vit_patch | fold | reshape |" in run.stdout
+    assert "| conv3x3 | fold | reshape |" not in run.stdout  # overlapping: not applicable

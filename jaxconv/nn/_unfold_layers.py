@@ -40,7 +40,12 @@ def _geometry(fn: str, rank: int, **args: Any) -> dict[str, tuple[int, ...]]:
     return dict(kernel_size=kernel, dilation=dil, padding=pad, stride=st)
 
 
-_check_impl = _unfold._check_impl
+def _check_impl(fn: str, impl: Any, geometry: dict[str, tuple[int, ...]]) -> str:
+    """The functions' impl checks, including reshape's non-overlapping blocks."""
+    impl = _unfold._check_impl(fn, impl)
+    _unfold._check_tiles(fn, impl, geometry["kernel_size"], geometry["dilation"],
+                         geometry["stride"])
+    return impl
 
 
 def _check_params(fn: str, params: Any) -> None:
@@ -118,7 +123,7 @@ class Unfold(_NoParams):
         if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
             raise _fail(ValueError, fn, f"`padding_mode` must be one of {PADDING_MODES}, got "
                         f"padding_mode={padding_mode!r}.")
-        values.update(padding_mode=padding_mode, impl=_check_impl(fn, impl))
+        values.update(padding_mode=padding_mode, impl=_check_impl(fn, impl, values))
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -179,7 +184,8 @@ class Fold(_NoParams):
         rank = _rank(fn, dict(output_size=output_size, **args))
         values: dict[str, Any] = dict(
             output_size=non_negative_tuple(fn, "output_size", output_size, rank))
-        values.update(_geometry(fn, rank, **args), impl=_check_impl(fn, impl))
+        values.update(_geometry(fn, rank, **args))
+        values.update(impl=_check_impl(fn, impl, values))
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
