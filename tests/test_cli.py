@@ -1,8 +1,10 @@
-"""``python -m jaxconv bench``: layer parsing, --explain, tiny timed runs and their files."""
+"""``python -m jaxconv``: bench (layer parsing, --list, --explain, tiny timed runs and their
+files), the help texts, ``-`` for standard output, and verify's counts."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import subprocess
@@ -13,7 +15,9 @@ import pytest
 
 import jaxconv
 from jaxconv import _auto, benchmark
+from jaxconv import verify as V
 from jaxconv.cli import bench, main
+from jaxconv.cli import verify as verify_cli
 
 TINY = "2d N=1 C=4 HW=6 O=4 k=3 p=1 g=4"
 
@@ -46,13 +50,110 @@ def test_parse_layer_errors(text, message):
     ({"MALLOC_TRIM_THRESHOLD_": "1", "MALLOC_ARENA_MAX": "1"},
      "malloc: MALLOC_ARENA_MAX=1, MALLOC_TRIM_THRESHOLD_=1."),
 ])
-def test_header_names_the_malloc_settings(monkeypatch, capsys, env, words):
+def test_header_names_the_malloc_settings(monkeypatch, env, words):
     for name in benchmark.malloc_settings():
         monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    assert bench._malloc_setting() + "." == words
+
+
+#: Words of the timed runs' header (how runs are timed, the allocator, XLA's CPU convolutions).
+TIMING_WORDS = ("median", "interleaved", "warm-up", "malloc", "XLA CPU convolutions",
+                "compiler_options")
+
+
+@pytest.mark.parametrize("avx512", [False, True])
+def test_explain_prints_what_auto_depends_on_and_no_timing_header(capsys, monkeypatch, avx512):
+    monkeypatch.setattr(_auto, "cpu_has_avx512", lambda: avx512)
     assert main(["bench", "--explain", "--layer", TINY]) == 0
-    assert capsys.readouterr().out.splitlines()[0].endswith(words)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == (
+        f"what auto picks and why: jax {jax.__version__} on cpu (cpu), "
+        f"{'with' if avx512 else 'without'} AVX-512.")
+    assert not [w for w in TIMING_WORDS if w in out]
+    assert re.search(r"layer\s+kernel\s+auto picks\s+why", out)
+
+
+def _list_cells(layer: benchmark.Layer) -> list[str]:
+    """A --list row's cells, from the layer's fields."""
+    return [f"{layer.rank}d", str(layer.n), str(layer.c_in), str(layer.c_out),
+            "x".join(str(s) for s in layer.spatial), "x".join([str(layer.kernel)] * layer.rank),
+            str(layer.stride), str(layer.padding), str(layer.dilation), str(layer.groups),
+            layer.mode, layer.dtype]
+
+
+def test_list_shows_every_suite_layer_with_its_shape(capsys, monkeypatch):
+    monkeypatch.setattr(benchmark, "bench_layer", None)  # nothing is timed
+    assert main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"layer\s+rank\s+batch\s+in ch\s+out ch\s+spatial\s+kernel\s+stride\s+"
+                     r"padding\s+dilation\s+groups\s+padding mode\s+dtype\n", out)
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[3:]}
+    assert list(rows) == list(benchmark.LAYERS)
+    for name, layer in benchmark.LAYERS.items():
+        assert rows[name] == _list_cells(layer), name
+    assert not [w for w in TIMING_WORDS if w in out]
+
+
+def test_list_json_to_stdout_has_every_field_and_the_spec(capsys):
+    assert main(["bench", "--list", "--layers", "video_3d", "--layer", TINY,
+                 "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [r["layer"] for r in rows] == ["video_3d", TINY]
+    layer = benchmark.LAYERS["video_3d"]
+    assert rows[0] == dict(layer="video_3d", **{**dataclasses.asdict(layer),
+                                                 "spatial": list(layer.spatial)},
+                           input_shape=[2, 16, 8, 32, 32], weight_shape=[32, 16, 3, 3, 3],
+                           spec=layer.describe())
+    assert benchmark.parse_layer(rows[1]["spec"]) == benchmark.parse_layer(TINY)
+    assert "video_3d" in captured.err  # the table, out of the JSON's way
+
+
+def test_list_and_explain_are_exclusive_modes(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--list", "--explain"])
+    assert exit_.value.code == 2
+    assert "argument --explain: not allowed with argument --list" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--json", "--csv", "--markdown"])
+def test_bench_output_dash_is_stdout_and_the_table_goes_to_stderr(capsys, monkeypatch, flag):
+    monkeypatch.setattr(_auto, "cpu_has_avx512", lambda: False)
+    assert main(["bench", "--explain", "--layer", TINY, flag, "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("what auto picks and why: ")
+    assert "shift" in captured.err
+    if flag == "--json":
+        rows = json.loads(captured.out)
+        assert [(r["kernel"], r["auto"]) for r in rows] == [
+            ("forward", "shift"), ("input_grad", "shift"), ("weight_grad", "shift")]
+        assert all(r["layer"] == TINY for r in rows)
+    elif flag == "--csv":
+        rows = list(csv.DictReader(captured.out.splitlines()))
+        assert [r["kernel"] for r in rows] == ["forward", "input_grad", "weight_grad"]
+    else:
+        assert captured.out.startswith("what auto picks and why: ")
+        assert "| layer | kernel | auto picks | why |" in captured.out
+
+
+def test_timed_run_json_to_stdout_is_valid_json(capsys):
+    assert main(["bench", "--layer", TINY, "--impls", "shift", "--no-torch", "--repeats", "1",
+                 "--min-time", "0", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert {r["variant"] for r in rows} == {"shift", "auto", "raw-lax"}
+    assert "median of 1 interleaved runs" in captured.err.splitlines()[0]
+    assert "auto against the best single impl and raw lax" in captured.err
+
+
+def test_two_outputs_to_stdout_exit_2(capsys):
+    assert main(["bench", "--list", "--json", "-", "--csv", "-"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("jaxconv bench: only one output can be '-' (standard output), "
+                            "got --csv - --json -.\n")
 
 
 def test_explain_prints_the_rule_per_kernel(capsys, monkeypatch):
@@ -74,6 +175,7 @@ def test_timed_run_writes_table_and_files(tmp_path, capsys):
     assert out.splitlines()[0].startswith(
         f"jax {jax.__version__} on cpu (cpu), float32 (complex64 where a layer says so), "
         "median of 1 interleaved runs after a warm-up; XLA CPU convolutions: ")
+    assert out.splitlines()[0].endswith(f"; {bench._malloc_setting()}.")
     rows = json.loads(files["json"].read_text())
     variants = {r["variant"] for r in rows}
     assert {"lax", "gather", "shift", "auto", "raw-lax"} <= variants
@@ -262,3 +364,61 @@ def test_small_cnn_per_example_gradients_equal_a_loop():
         one = jax.grad(loss)(params, x[i])
         for k in params:
             np.testing.assert_allclose(per[k][i], one[k], rtol=1e-5, atol=1e-6)
+
+
+# --- the help texts, the version --------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [[], ["bench"], ["verify"]])
+def test_help_is_plain_text_with_the_examples(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":mod:" not in out
+    command = " ".join(["jaxconv", *argv])
+    assert re.search(rf"\n\n{re.escape(command)}: |\n\nThe jaxconv command line", out)
+    # the examples keep their lines (RawDescriptionHelpFormatter)
+    example = {(): "    jaxconv bench --list ", ("bench",): "    python -m jaxconv bench --list ",
+               ("verify",): "    python -m jaxconv verify --json - > verify.json "}
+    assert example[tuple(argv)] in out
+
+
+def test_version_is_the_package_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"jaxconv {jaxconv.__version__} (jax {jax.__version__})\n"
+
+
+# --- verify: what the header and the progress bar count, -----------------------------------
+# --- JSON on standard output --------------------------------------------------------------
+
+def test_verify_header_and_progress_bar_count_the_same_checks(capsys, monkeypatch):
+    bars = []
+
+    def bar(items, desc, unit="it"):
+        bars.append((len(items), desc, unit))
+        return items
+
+    monkeypatch.setattr(verify_cli, "progress_bar", bar)
+    assert main(["verify", "--impls", "lax,shift", "--dtype", "float32,float64", "--n", "3",
+                 "--no-torch"]) == 0
+    kinds = [c.kind for c in V.sample_configs(3, seed=0)]
+    assert bars == [(6, "verify: 3 configs x 2 dtypes = 6 checks", "check")]
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == (
+        f"jax {jax.__version__} on cpu: 3 configs ({kinds.count('conv')} conv, "
+        f"{kinds.count('transpose')} conv_transpose; seed 0) x 2 dtypes (float32, float64) "
+        "= 6 checks; in each, impls lax, shift against each other (reference lax): "
+        "1 comparisons a check, 6 in all; output, d_input, d_weight, d_bias.")
+    assert "OK: all 6 comparisons agree." in out
+
+
+def test_verify_json_dash_writes_only_json_to_stdout():
+    """The process's standard output, whole: the report is JSON; the table goes to stderr."""
+    result = subprocess.run([sys.executable, "-m", "jaxconv", "verify", "--no-torch", "--n",
+                             "2", "--json", "-"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] is True and len(report["configs"]) == 2
+    assert "OK: all" in result.stderr and "comparison" in result.stderr

@@ -3,16 +3,21 @@
     python -m jaxconv bench                              # the whole suite
     python -m jaxconv bench --layers depthwise_3x3 --repeats 10
     python -m jaxconv bench --layer "2d N=8 C=64 HW=56 O=64 k=3 s=1 p=1 g=1"
+    python -m jaxconv bench --list                       # the suite's layers, their shapes
     python -m jaxconv bench --kernels                    # per-kernel times, auto's picks
     python -m jaxconv bench --explain                    # what auto picks and why
     python -m jaxconv bench --xla-cpu-conv eigen         # XLA's Eigen CPU convolutions
     python -m jaxconv bench --csv out.csv --json out.json --plot out.png --markdown out.md
+    python -m jaxconv bench --json - > out.json          # '-': standard output (the tables
+                                                         # go to standard error then)
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -21,18 +26,22 @@ import sys
 
 import jax
 
+from jaxconv import _auto
 from jaxconv import benchmark as B
 from jaxconv._auto import KERNELS
 from jaxconv._registry import available_impls
 from jaxconv._xla_options import eigen_conv_options
+from jaxconv.cli import _util
 from jaxconv.cli._util import progress_bar, table
 
 
 def add_parser(commands) -> None:
     p = commands.add_parser("bench", help="benchmark impls, auto, raw lax and PyTorch",
-                            description=__doc__.split("\n\n")[0])
+                            description=_util.description(__doc__),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layers", nargs="*", default=None, choices=list(B.LAYERS),
-                   help="suite layers to run (default: all, unless --layer is given)")
+                   metavar="NAME", help="suite layers to run (--list shows them with their "
+                                        "shapes; default: all, unless --layer is given)")
     p.add_argument("--layer", action="append", default=[], metavar="SPEC",
                    help='a layer of your own, e.g. "2d N=8 C=64 HW=56 O=64 k=3 s=1 p=1 g=1" '
                         "(repeatable; keys N C O k s p d g mode, L / HW / DHW / S=8x32x32)")
@@ -45,23 +54,32 @@ def add_parser(commands) -> None:
                         f"{B.DEFAULT_MIN_TIME:g}; 0 for exactly --repeats runs): fast "
                         "programs' medians of a few runs are noisy")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch")
-    p.add_argument("--kernels", action="store_true",
-                   help="time each impl's forward / input_grad / weight_grad kernel alone and "
-                        "show what auto picks next to the fastest (to re-derive auto's rules)")
-    p.add_argument("--per-example", action="store_true",
-                   help="time per-example gradients (vmap of grad over unbatched calls) of a "
-                        "small CNN against its batched gradient, for every impl and auto")
-    p.add_argument("--explain", action="store_true",
-                   help="only print what auto picks for each layer, and why (no timing)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--list", action="store_true",
+                      help="only list the layers (the suite's, or those --layers and --layer "
+                           "name) with their shapes (no timing)")
+    mode.add_argument("--explain", action="store_true",
+                      help="only print what auto picks for each layer, and why (no timing)")
+    mode.add_argument("--kernels", action="store_true",
+                      help="time each impl's forward / input_grad / weight_grad kernel alone "
+                           "and show what auto picks next to the fastest (to re-derive auto's "
+                           "rules)")
+    mode.add_argument("--per-example", action="store_true",
+                      help="time per-example gradients (vmap of grad over unbatched calls) of "
+                           "a small CNN against its batched gradient, for every impl and auto")
     p.add_argument("--xla-cpu-conv", choices=("default", "eigen"), default="default",
                    help="how XLA's CPU backend runs convolutions: its default (YNNPACK for "
                         "most 2-d ones) or Eigen (jaxconv.eigen_conv_options(), passed to "
                         "every JAX program's compile, raw-lax's too)")
-    p.add_argument("--csv", help="write the rows to this CSV file")
-    p.add_argument("--json", help="write the rows to this JSON file")
-    p.add_argument("--markdown", help="write the tables as Markdown to this file")
-    p.add_argument("--plot", help="write a PNG of f+b time relative to PyTorch per layer "
-                                  "(needs matplotlib: pip install 'jaxconv[bench]')")
+    p.add_argument("--csv", metavar="PATH",
+                   help="write the rows to this CSV file ('-': standard output)")
+    p.add_argument("--json", metavar="PATH",
+                   help="write the rows to this JSON file ('-': standard output)")
+    p.add_argument("--markdown", metavar="PATH",
+                   help="write the tables as Markdown to this file ('-': standard output)")
+    p.add_argument("--plot", metavar="PATH",
+                   help="write a PNG of f+b time relative to PyTorch per layer "
+                        "(needs matplotlib: pip install 'jaxconv[bench]')")
     p.set_defaults(run=run)
 
 
@@ -106,12 +124,76 @@ def _layers(args) -> dict[str, B.Layer]:
     return layers
 
 
+def _explain_header() -> str:
+    """What auto's picks depend on (:func:`jaxconv._auto.explain_auto`): the backend and,
+    on a CPU, AVX-512. Nothing is timed, so nothing about timing."""
+    backend = jax.devices()[0]
+    text = (f"what auto picks and why: jax {jax.__version__} on {backend.platform} "
+            f"({backend.device_kind})")
+    if backend.platform == "cpu":
+        text += f", {'with' if _auto.cpu_has_avx512() else 'without'} AVX-512"
+    return text + "."
+
+
+def _shape_rows(layers: dict[str, B.Layer]) -> tuple[list[str], list[list[str]], list[dict]]:
+    """The layers' shapes: table header, rows, and records for --json / --csv."""
+    header = ["layer", "rank", "batch", "in ch", "out ch", "spatial", "kernel", "stride",
+              "padding", "dilation", "groups", "padding mode", "dtype"]
+    rows, records = [], []
+    for name, layer in layers.items():
+        spatial = "x".join(map(str, layer.spatial))
+        kernel = "x".join([str(layer.kernel)] * layer.rank)
+        rows.append([name, f"{layer.rank}d", str(layer.n), str(layer.c_in), str(layer.c_out),
+                     spatial, kernel, str(layer.stride), str(layer.padding),
+                     str(layer.dilation), str(layer.groups), layer.mode, layer.dtype])
+        records.append(dict(layer=name, **dataclasses.asdict(layer),
+                            input_shape=list(layer.input_shape),
+                            weight_shape=list(layer.weight_shape), spec=layer.describe()))
+    return header, rows, records
+
+
+def _run_list(args, layers) -> int:
+    header, rows, records = _shape_rows(layers)
+    text, md = table(header, rows)
+    title = ("layers (channels-first; kernel, stride, padding and dilation the same on every "
+             "spatial axis; --layer takes the spec, e.g. "
+             f"{next(iter(layers.values())).describe()!r})")
+    print(title, file=args.out)
+    print(text, file=args.out)
+    _write_markdown(args.markdown, [title, md])
+    _write_rows(args, records)
+    return 0
+
+
+def _run_explain(args, layers) -> int:
+    header = _explain_header()
+    rows, records = [], []
+    for name, layer in layers.items():
+        choice = B.auto_choice(layer)
+        rows += [[name, k, i, why] for k, i, why in choice.rows()]
+        records += [dict(layer=name, kernel=k, auto=i, why=why) for k, i, why in choice.rows()]
+    text, md = table(["layer", "kernel", "auto picks", "why"], rows)
+    print(header, file=args.out)
+    print(text, file=args.out)
+    _write_markdown(args.markdown, [header, md])
+    _write_rows(args, records)
+    return 0
+
+
 def run(args) -> int:
+    outputs = dict(csv=args.csv, json=args.json, markdown=args.markdown)
+    clash = _util.stdout_clash("bench", **outputs)
+    if clash:
+        print(clash, file=sys.stderr)
+        return 2
+    args.out = _util.human_stream(**outputs)
     try:
         layers = _layers(args)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 2
+    if args.list:
+        return _run_list(args, layers)
     impls = list(args.impls or available_impls())
     unknown = [i for i in impls if i not in available_impls()]
     if unknown:
@@ -132,16 +214,9 @@ def run(args) -> int:
               "(complex64 where a layer says so), "
               f"{_sampling(args)}; XLA CPU convolutions: "
               f"{_conv_setting(args.compiler_options)}; {_malloc_setting()}."]
-    print(out_md[0])
     if args.explain:
-        rows = []
-        for name, layer in layers.items():
-            choice = B.auto_choice(layer)
-            rows += [[name, k, i, why] for k, i, why in choice.rows()]
-        text, md = table(["layer", "kernel", "auto picks", "why"], rows)
-        print(text)
-        _write_markdown(args.markdown, out_md + [md])
-        return 0
+        return _run_explain(args, layers)
+    print(out_md[0], file=args.out)
     if args.kernels:
         return _run_kernels(args, layers, impls, out_md)
     if args.per_example:
@@ -167,7 +242,7 @@ def _run_kernels(args, layers, impls, out_md) -> int:
             records.append(dict(layer=name, kernel=kernel, **per, fastest=best, auto=picked))
     text, md = table(["layer", "kernel", *(f"{i} ms" for i in impls), "fastest", "auto",
                        "auto/fastest"], rows)
-    print(text)
+    print(text, file=args.out)
     _write_markdown(args.markdown, out_md + [md])
     _write_rows(args, records)
     return 0
@@ -181,8 +256,8 @@ def _run_per_example(args, impls, out_md) -> int:
     text, md = table(["impl", "batched grad ms", "vmap(grad) ms", "ratio"], rows)
     title = ("small CNN (3x3, strided 3x3, depthwise 3x3, 1x1; batch 64 of 3x32x32): "
              "per-example gradients vs the batched gradient")
-    print(title)
-    print(text)
+    print(title, file=args.out)
+    print(text, file=args.out)
     _write_markdown(args.markdown, out_md + [title, md])
     _write_rows(args, [dict(impl=i, batched_ms=a, per_example_ms=b) for i, (a, b) in
                        times.items()])
@@ -222,7 +297,7 @@ def _run_layers(args, layers, impls, out_md) -> int:
              100 * auto_gflops / mm_gflops))
     text, md = table(["layer", "variant", "fwd ms", "f+b ms", "fwd/torch", "f+b/torch",
                        "compile s", "peak MiB"], rows)
-    print(text)
+    print(text, file=args.out)
     out_md.append(md)
     per_layer = summary.pop("_auto_vs_best")
     rows2 = [[n, bf, _fmt(a), bb, _fmt(b), _fmt(c), _fmt(d), _fmt(e, ".1f"), _fmt(f, ".0f"),
@@ -237,15 +312,15 @@ def _run_layers(args, layers, impls, out_md) -> int:
               f"timings of one program; matmul: this machine's float32 "
               f"{B.MATMUL_SIZE}x{B.MATMUL_SIZE} matmul, timed in turns with the layer's "
               f"forwards (median over layers: {statistics.median(matmuls):.0f} GFLOP/s)")
-    print(f"\n{title2}")
-    print(text2)
+    print(f"\n{title2}", file=args.out)
+    print(text2, file=args.out)
     out_md += [title2, md2]
     if summary:
         rows3 = [[v, _fmt(B.geomean(r)), _fmt(max(r))] for v, r in summary.items()
                  if len(r) == len(layers)]
         text3, md3 = table(["variant", "geomean f+b/torch", "worst f+b/torch"], rows3)
-        print("\nover all layers")
-        print(text3)
+        print("\nover all layers", file=args.out)
+        print(text3, file=args.out)
         out_md += ["over all layers", md3]
     _write_markdown(args.markdown, out_md)
     _write_rows(args, records)
@@ -261,21 +336,19 @@ def _best_name(best: str, timings: dict[str, B.Timing], field: str) -> str:
 
 
 def _write_markdown(path, parts) -> None:
-    if path:
-        with open(path, "w") as f:
-            f.write("\n\n".join(parts) + "\n")
+    _util.write_text(path, "\n\n".join(parts) + "\n")
 
 
 def _write_rows(args, records: list[dict]) -> None:
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
-    if args.csv and records:
+    """The rows as JSON and CSV, into files or (``-``) to standard output."""
+    _util.write_text(args.json, json.dumps(records, indent=1) + "\n")
+    if records:
         keys = list(dict.fromkeys(k for r in records for k in r))
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, keys)
-            writer.writeheader()
-            writer.writerows(records)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, keys)
+        writer.writeheader()
+        writer.writerows(records)
+        _util.write_text(args.csv, text.getvalue())
 
 
 def plot(records: list[dict], path: str) -> None:
