@@ -30,7 +30,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 import jaxconv
@@ -78,8 +77,9 @@ def run(layers: dict[str, B.Layer], repeats: int, min_time: float) -> list[dict]
                     sys.exit(f"complex_probe: {k} differs from gauss3 on {name}")
         runners = {}
         for k in fns:
-            runners[f"{k} fwd"] = lambda f=fwd[k]: jax.block_until_ready(f(x, w, b))
-            runners[f"{k} f+b"] = lambda f=fb[k]: jax.block_until_ready(f(x, w, b, ct))
+            args = (x, w, b)
+            runners[f"{k} fwd"] = lambda f=fwd[k], a=args: jax.block_until_ready(f(*a))
+            runners[f"{k} f+b"] = lambda f=fb[k], a=(*args, ct): jax.block_until_ready(f(*a))
         if B.torch_available():
             tf, tfb = B._torch_runners(layer, (x, w, b))
             runners["torch fwd"], runners["torch f+b"] = tf, tfb
@@ -98,7 +98,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         cells = [f"{r[f'{n} {p}']:.2f}" if f"{n} {p}" in r else "-"
                  for n in names for p in ("fwd", "f+b")]
-        ratio = lambda a, c: f"{r[a] / r[c]:.2f}" if a in r and c in r else "-"
+        ratio = lambda a, c, r=r: f"{r[a] / r[c]:.2f}" if a in r and c in r else "-"
         lines.append(f"| {r['layer']} | " + " | ".join(cells) + " | "
                      + " | ".join((ratio("four f+b", "gauss3 f+b"),
                                    ratio("native f+b", "gauss3 f+b"),

@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -146,7 +147,7 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
             f, reasons[0] = "gather", f"{group_in * taps} terms per output: gather"
         if group_out * taps > SHIFT_MAX_TERMS:
             t, reasons[1] = "gather", f"{group_out * taps} terms per input: gather"
-        return AutoChoice(f, t, w, tuple(reasons))
+        return AutoChoice(f, t, w, _three(reasons))
     if groups > 1 and groups <= SPLIT_MAX_GROUPS:
         why = (f"{groups} groups (<= {SPLIT_MAX_GROUPS}) of {group_in} input channels: "
                "fold, which splits them into dense XLA convolutions, one per group (XLA's "
@@ -158,13 +159,13 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         return AutoChoice("shift", "shift", "shift", (why,) * 3)
     if taps == 1:
         why = "1x1 kernel: one matmul over channels"
-        reasons = (why + " (shift's, which the forward+backward program runs faster)",
-                   why + " (gather)", why + " (gather)")
+        pointwise = (why + " (shift's, which the forward+backward program runs faster)",
+                     why + " (gather)", why + " (gather)")
         if avx512:  # shift's forward is the faster alone there too: 1.08-1.2x in the
             # suites of benchmarks/results/intel and zen5 (and git history's zen5 runs),
             # 1.13-1.29x in zen5's kernel tables
-            return AutoChoice("shift", "gather", "gather", reasons)
-        return AutoChoice("shift", "gather", "gather", reasons, "gather",
+            return AutoChoice("shift", "gather", "gather", pointwise)
+        return AutoChoice("shift", "gather", "gather", pointwise, "gather",
                           why + " (gather's, the faster alone on a CPU without AVX-512)")
     if out_positions <= SMALL_SPATIAL:
         why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}): "
@@ -222,7 +223,13 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
                 f"strided 2-d, {group_in} input channels, kernel {tuple(kernel)} at stride "
                 f"{spec.stride}: fold's space-to-depth, one stride-1 XLA convolution with the "
                 "stride phases as channels (measured faster than the rules above here)")
-    return AutoChoice(*picks, tuple(reasons))
+    return AutoChoice(*_three(picks), _three(reasons))
+
+
+def _three(items: Sequence[str]) -> tuple[str, str, str]:
+    """One entry per kernel (F, T, W), as a typed triple."""
+    forward, input_grad, weight_grad = items
+    return forward, input_grad, weight_grad
 
 
 _CPUINFO = "/proc/cpuinfo"
@@ -282,8 +289,9 @@ def shape_stand_in(shape, dtype: Any = np.float32) -> np.ndarray:
     return np.broadcast_to(np.zeros((), dtype), tuple(shape))
 
 
-def explain_auto(input_shape, weight_shape, stride: Any = 1, padding: Any = 0,
-                 dilation: Any = 1, groups: int = 1, padding_mode: str = "zeros", *,
+def explain_auto(input_shape: Sequence[int], weight_shape: Sequence[int], stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1,
+                 padding_mode: str = "zeros", *,
                  dtype: Any = "float32", backend: str | None = None,
                  transpose: bool = False, output_padding: Any = 0,
                  avx512: bool | None = None) -> AutoChoice:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jaxconv import _autodiff, _primitives, _registry, _settings, _sharding
 from jaxconv._auto import resolve_impl
 from jaxconv._padding import mode_pad, mode_pad_vjp, pad_trailing
-from jaxconv._spec import ConvSpec, conv_spec
+from jaxconv._spec import ConvSpec, Impl, conv_spec
 from jaxconv.impls._xla import accumulation_dtype
 
 
@@ -44,7 +44,7 @@ def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -
     return add_bias(y, b, spec.rank)
 
 
-_settings.register_cache(conv_core.clear_cache)
+_settings.register_cache(conv_core.clear_cache)  # type: ignore[attr-defined]  # jit has it, its stub not
 
 
 def add_bias(y: jax.Array, b: jax.Array | None, rank: int) -> jax.Array:
@@ -160,28 +160,28 @@ _DOC = """{rank_title} convolution with the semantics of ``torch.nn.functional.{
 
 def conv(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
          dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
-         impl: str = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
+         impl: Impl = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
     return _conv("conv", None, input, weight, bias, stride, padding, dilation, groups,
                  padding_mode, impl, precision, autodiff)
 
 
 def conv1d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
-           impl: str = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
+           impl: Impl = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
     return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
                  padding_mode, impl, precision, autodiff)
 
 
 def conv2d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
-           impl: str = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
+           impl: Impl = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
                  padding_mode, impl, precision, autodiff)
 
 
 def conv3d(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
            dilation: Any = 1, groups: int = 1, *, padding_mode: str = "zeros",
-           impl: str = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
+           impl: Impl = "auto", precision: Any = None, autodiff: str = "custom") -> jax.Array:
     return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups,
                  padding_mode, impl, precision, autodiff)
 

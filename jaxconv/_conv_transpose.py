@@ -23,7 +23,7 @@ import jax
 from jaxconv import _autodiff, _primitives, _registry, _settings, _sharding
 from jaxconv._auto import resolve_impl
 from jaxconv._conv import add_bias, run_core
-from jaxconv._spec import ConvSpec, conv_transpose_spec
+from jaxconv._spec import ConvSpec, Impl, conv_transpose_spec
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "out_spatial"))
@@ -39,7 +39,7 @@ def conv_transpose_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: C
     return add_bias(y, b, spec.rank)
 
 
-_settings.register_cache(conv_transpose_core.clear_cache)
+_settings.register_cache(conv_transpose_core.clear_cache)  # type: ignore[attr-defined]  # jit has it, its stub not
 
 
 def _conv_transpose(fn: str, rank: int | None, input, weight, bias, stride, padding,
@@ -110,7 +110,7 @@ _DOC = """{rank_title} transposed convolution with the semantics of
 
 def conv_transpose(input: Any, weight: Any, bias: Any = None, stride: Any = 1,
                    padding: Any = 0, output_padding: Any = 0, groups: int = 1,
-                   dilation: Any = 1, *, impl: str = "auto", precision: Any = None,
+                   dilation: Any = 1, *, impl: Impl = "auto", precision: Any = None,
                    autodiff: str = "custom") -> jax.Array:
     return _conv_transpose("conv_transpose", None, input, weight, bias, stride, padding,
                            output_padding, groups, dilation, impl, precision, autodiff)
@@ -118,7 +118,7 @@ def conv_transpose(input: Any, weight: Any, bias: Any = None, stride: Any = 1,
 
 def conv_transpose1d(input: Any, weight: Any, bias: Any = None, stride: Any = 1,
                      padding: Any = 0, output_padding: Any = 0, groups: int = 1,
-                     dilation: Any = 1, *, impl: str = "auto", precision: Any = None,
+                     dilation: Any = 1, *, impl: Impl = "auto", precision: Any = None,
                      autodiff: str = "custom") -> jax.Array:
     return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding,
                            output_padding, groups, dilation, impl, precision, autodiff)
@@ -126,7 +126,7 @@ def conv_transpose1d(input: Any, weight: Any, bias: Any = None, stride: Any = 1,
 
 def conv_transpose2d(input: Any, weight: Any, bias: Any = None, stride: Any = 1,
                      padding: Any = 0, output_padding: Any = 0, groups: int = 1,
-                     dilation: Any = 1, *, impl: str = "auto", precision: Any = None,
+                     dilation: Any = 1, *, impl: Impl = "auto", precision: Any = None,
                      autodiff: str = "custom") -> jax.Array:
     return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding,
                            output_padding, groups, dilation, impl, precision, autodiff)
@@ -134,7 +134,7 @@ def conv_transpose2d(input: Any, weight: Any, bias: Any = None, stride: Any = 1,
 
 def conv_transpose3d(input: Any, weight: Any, bias: Any = None, stride: Any = 1,
                      padding: Any = 0, output_padding: Any = 0, groups: int = 1,
-                     dilation: Any = 1, *, impl: str = "auto", precision: Any = None,
+                     dilation: Any = 1, *, impl: Impl = "auto", precision: Any = None,
                      autodiff: str = "custom") -> jax.Array:
     return _conv_transpose("conv_transpose3d", 3, input, weight, bias, stride, padding,
                            output_padding, groups, dilation, impl, precision, autodiff)

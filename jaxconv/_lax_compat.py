@@ -157,12 +157,13 @@ def _padding(padding: Any, in_spatial: Sequence[int], window: Sequence[int],
     if len(items) != rank:
         raise _fail(ValueError, FN, f"`padding` must have {rank} (low, high) pairs (one per "
                     f"spatial dimension), got padding={padding!r} of length {len(items)}.")
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for item in items:
         if not _is_sequence(item) or len(item) != 2:
             raise _fail(ValueError, FN, f"each item of `padding` must be a (low, high) pair, "
                         f"got {item!r} in padding={padding!r}.")
-        pairs.append(tuple(_as_int("padding", v, padding) for v in item))
+        low, high = (_as_int("padding", v, padding) for v in item)
+        pairs.append((low, high))
     check_at_most(FN, "padding", [p for pair in pairs for p in pair], padding)
     return tuple(pairs)
 
@@ -247,7 +248,7 @@ def _core(lhs, rhs, *, perms, strides, pads, lhs_dilation, rhs_dilation, groups,
         # Nothing to compute: an empty output, an empty sum (rhs with a zero size), or a
         # spatial axis cropped to nothing (every window sees only padding). lax allows
         # all of these and gives zeros; jaxconv.conv (PyTorch's rules) refuses them.
-        return jnp.transpose(jnp.zeros(out_shape, out_dtype), np.argsort(out_perm))
+        return jnp.transpose(jnp.zeros(out_shape, out_dtype), _inverse(out_perm))
 
     compute = _compute_dtype(lhs.dtype, np.dtype(out_dtype))
     x = jnp.transpose(lhs, lhs_perm).astype(compute)  # (N, C, *spatial)
@@ -285,11 +286,16 @@ def _core(lhs, rhs, *, perms, strides, pads, lhs_dilation, rhs_dilation, groups,
              precision=precision, autodiff=autodiff)
     if dot:
         y = y[..., 0]
-    return jnp.transpose(y.astype(out_dtype), np.argsort(out_perm))
+    return jnp.transpose(y.astype(out_dtype), _inverse(out_perm))
 
 
-_settings.register_cache(_core.clear_cache)
+_settings.register_cache(_core.clear_cache)  # type: ignore[attr-defined]  # jit has it, its stub not
 
+
+
+def _inverse(perm) -> tuple[int, ...]:
+    """The permutation that undoes `perm`."""
+    return tuple(int(i) for i in np.argsort(perm))
 
 def conv_general_dilated(
     lhs: Any,

@@ -277,7 +277,7 @@ def get_exact_nonfinite() -> bool:
 # gather 10.7 / 8.1 / 5.4 (lax's grouped weight gradient is 100-300x slower, though).
 COUNTING_IMPL = "gather"
 
-_COUNTS = {"forward": _counts_forward, "input_grad": _counts_input_grad,
+_COUNTS: dict[str, Callable] = {"forward": _counts_forward, "input_grad": _counts_input_grad,
            "weight_grad": _counts_weight_grad}
 
 

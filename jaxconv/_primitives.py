@@ -185,7 +185,7 @@ def _bilinear_jvp(bind: Callable) -> Callable:
         if type(db) is not ad.Zero:
             terms.append(bind(a, db, **params))
         if not terms:
-            return y, ad.Zero.from_primal_value(y)
+            return y, ad.Zero.from_primal_value(y)  # type: ignore[attr-defined]  # no stub
         return y, functools.reduce(jnp.add, terms)
     return jvp
 

@@ -32,6 +32,8 @@ DTYPES = FLOAT_DTYPES + COMPLEX_DTYPES + INT_DTYPES + ("bool",)
 PARAM_DTYPES = FLOAT_DTYPES + COMPLEX_DTYPES
 
 Pairs = tuple[tuple[int, int], ...]
+# `impl=`: one name for all three kernels, or (forward, input_grad, weight_grad).
+Impl = str | tuple[str, str, str]
 
 # Integer arguments are 64-bit, as in PyTorch (which refuses larger Python ints).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -80,7 +82,7 @@ class ConvSpec:
     dilation: tuple[int, ...]
     groups: int
     padding_mode: str = "zeros"
-    impl: str | tuple[str, str, str] = "lax"
+    impl: Impl = "lax"
     precision: Any = None
     autodiff: str = "custom"
     inference: str | None = None
@@ -335,7 +337,7 @@ def padding_pairs(fn: str, padding: Any, rank: int) -> Pairs:
                 f"for a {rank}-d convolution, got padding={padding!r} of length "
                 f"{len(items)}{hint}.",
             )
-        pairs = []
+        pair_list: list[tuple[int, ...]] = []
         for item in items:
             if is_sequence(item):
                 if len(item) != 2:
@@ -345,10 +347,10 @@ def padding_pairs(fn: str, padding: Any, rank: int) -> Pairs:
                         f"each (low, high) pair in `padding` must hold 2 ints, got {item!r} "
                         f"in padding={padding!r}.",
                     )
-                pairs.append(tuple(as_int(fn, "padding", v, padding) for v in item))
+                pair_list.append(tuple(as_int(fn, "padding", v, padding) for v in item))
             else:
-                pairs.append((as_int(fn, "padding", item, padding),) * 2)
-        pairs = tuple(pairs)
+                pair_list.append((as_int(fn, "padding", item, padding),) * 2)
+        pairs = tuple(pair_list)  # type: ignore[arg-type]  # every entry has 2 ints
     if any(p < 0 for pair in pairs for p in pair):
         raise _fail(ValueError, fn, f"`padding` must be non-negative, got padding={padding!r}.")
     check_at_most(fn, "padding", [p for pair in pairs for p in pair], padding)

@@ -64,7 +64,7 @@ import dataclasses
 import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import jax
@@ -191,6 +191,7 @@ def _slices_fold(cols: jax.Array, w: Windows) -> jax.Array:
             for ki, d, p, s, size in zip(k, w.dilation, w.blocks, w.stride, w.padded)]
         placed = lax.pad(a[:, :, t], zero, config)
         total = placed if total is None else total + placed
+    assert total is not None  # at least one kernel offset
     return total
 
 
@@ -323,7 +324,7 @@ for _prim, _shape, _run, _transpose in ((unfold_p, _unfold_shape, _run_unfold, _
 
 # --- validation: once, at the boundary ---------------------------------------------------------
 
-def _rank(first: Sequence[Any]) -> int:
+def _rank(first: Iterable[Any]) -> int:
     """The rank rule of the module docstring: the first tuple's length, else 2."""
     for value in first:
         if is_sequence(value):

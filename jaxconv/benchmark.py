@@ -40,8 +40,8 @@ import random
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +51,8 @@ from jaxconv import _auto, _registry
 from jaxconv._conv import conv
 from jaxconv._padding import pad_trailing
 from jaxconv._spec import conv_spec
+
+Key = TypeVar("Key", bound=Hashable)  # what names a runner in the interleaved timings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +230,7 @@ def program_id(compiled) -> str:
     with the same id run the same XLA program, so any difference in their timings
     is measurement noise."""
     try:
-        from jaxlib import _hlo
+        from jaxlib import _hlo  # type: ignore[attr-defined]  # private, no stub
 
         opts = _hlo.HloPrintOptions.canonical()
         opts.print_large_constants = True
@@ -315,8 +317,8 @@ MAX_ROUNDS = 200
 DEFAULT_MIN_TIME = 1.0
 
 
-def interleaved_samples(runners: dict[str, Callable[[], Any]], repeats: int,
-                        min_time: float = 0.0) -> dict[str, list[float]]:
+def interleaved_samples(runners: Mapping[Key, Callable[[], Any]], repeats: int,
+                        min_time: float = 0.0) -> dict[Key, list[float]]:
     """Timed runs (seconds) per runner, the runners taking turns in a fresh random
     order each round; each turn is one untimed call then one timed call, so that
     what ran before (another variant's memory traffic) does not land on the timed one.
@@ -327,7 +329,7 @@ def interleaved_samples(runners: dict[str, Callable[[], Any]], repeats: int,
     """
     for run in runners.values():
         run()
-    times: dict[str, list[float]] = {k: [] for k in runners}
+    times: dict[Key, list[float]] = {k: [] for k in runners}
     shuffle = random.Random(0).shuffle
 
     def wanted(v: list[float]) -> bool:
@@ -343,8 +345,8 @@ def interleaved_samples(runners: dict[str, Callable[[], Any]], repeats: int,
     return times
 
 
-def _interleaved(runners: dict[str, Callable[[], Any]], repeats: int,
-                 min_time: float = 0.0) -> dict[str, float]:
+def _interleaved(runners: Mapping[Key, Callable[[], Any]], repeats: int,
+                 min_time: float = 0.0) -> dict[Key, float]:
     """Median ms per runner of :func:`interleaved_samples`."""
     return {k: 1e3 * statistics.median(v)
             for k, v in interleaved_samples(runners, repeats, min_time).items()}
@@ -379,8 +381,8 @@ def bench_layer(layer: Layer, impls: Sequence[str], repeats: int = 5,
         # Timed apart from the JAX variants: PyTorch's OpenMP threads spin for a
         # while after each call, which would take a core from the next JAX run.
         fwd, fb = _torch_runners(layer, arrays)
-        ms = _interleaved({"fwd": fwd, "fb": fb}, repeats, min_time)
-        timings["torch"] = Timing(fwd_ms=ms["fwd"], fwdbwd_ms=ms["fb"])
+        torch_ms = _interleaved({"fwd": fwd, "fb": fb}, repeats, min_time)
+        timings["torch"] = Timing(fwd_ms=torch_ms["fwd"], fwdbwd_ms=torch_ms["fb"])
         time.sleep(0.5)  # let them settle before the next layer
     return timings
 
@@ -405,12 +407,12 @@ def bench_kernels(layer: Layer, impls: Sequence[str], repeats: int = 5,
     for name in impls:
         impl = _registry.get_impl(name)
         s = dataclasses.replace(spec, impl=name)
-        opts = dict(compiler_options=compiler_options)
-        f = jax.jit(lambda a, b, impl=impl, s=s: impl.forward(a, b, s), **opts)
+        opts = compiler_options
+        f = jax.jit(lambda a, b, impl=impl, s=s: impl.forward(a, b, s), compiler_options=opts)
         t = jax.jit(lambda a, b, impl=impl, s=s: impl.input_grad(a, b, s, xp.shape[2:]),
-                    **opts)
+                    compiler_options=opts)
         wk = jax.jit(lambda a, b, impl=impl, s=s: impl.weight_grad(a, b, s, w.shape[2:]),
-                     **opts)
+                     compiler_options=opts)
         runners[(name, "forward")] = lambda f=f: jax.block_until_ready(f(xp, w))
         runners[(name, "input_grad")] = lambda t=t: jax.block_until_ready(t(g, w))
         runners[(name, "weight_grad")] = lambda wk=wk: jax.block_until_ready(wk(xp, g))

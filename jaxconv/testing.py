@@ -31,7 +31,7 @@ TOLERANCES = {
 }
 
 
-def impl_outputs(input, weight, bias=None, *, impl: str, cotangent_seed: int = 0,
+def impl_outputs(input: Any, weight: Any, bias: Any = None, *, impl: str, cotangent_seed: int = 0,
                  **conv_kwargs: Any) -> dict[str, np.ndarray]:
     """Output and gradients of one impl: ``{"output", "d_input", "d_weight"[, "d_bias"]}``.
 
@@ -41,7 +41,7 @@ def impl_outputs(input, weight, bias=None, *, impl: str, cotangent_seed: int = 0
     the output only. Results are NumPy arrays in float64, complex128, or the
     integer or bool dtype itself.
     """
-    args = (jnp.asarray(input), jnp.asarray(weight))
+    args: tuple[jax.Array, ...] = (jnp.asarray(input), jnp.asarray(weight))
     if bias is not None:
         args += (jnp.asarray(bias),)
 

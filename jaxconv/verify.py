@@ -151,6 +151,7 @@ class Config:
         ``[-INT_DRAW, INT_DRAW]``, and no cotangent (``None``: they have no gradients)."""
         rng = np.random.default_rng(self.seed)
         x_shape, w_shape, b_shape = self.shapes
+        values: Callable[[tuple[int, ...]], Any]
         if dtype in INT_DTYPES:
             values = lambda shape: rng.integers(-INT_DRAW, INT_DRAW + 1, shape)
         elif dtype in COMPLEX_DTYPES:
@@ -211,7 +212,8 @@ def _pads(padding, kernel: Sequence[int], dilation) -> list[tuple[int, int]]:
 # --- sampling ---------------------------------------------------------------------------
 
 
-def _int_or_tuple(rng: np.random.Generator, low: int, high: int, rank: int):
+def _int_or_tuple(rng: np.random.Generator, low: int, high: int, rank: int
+                  ) -> int | tuple[int, ...]:
     """An int in [low, high], or (half the time) a tuple of `rank` of them."""
     if rng.random() < 0.5:
         return int(rng.integers(low, high + 1))
@@ -244,9 +246,11 @@ def _draw_conv(rng: np.random.Generator, index: int, j: int) -> Config:
         kernel = tuple(int(k) for k in rng.integers(1, 6 if rank == 1 else 4, rank))
         dilation = _int_or_tuple(rng, 1, 2, rank)
         stride = 1 if form == "same" else _int_or_tuple(rng, 1, 3, rank)
-        padding = {"int": lambda: int(rng.integers(1, 3)),
-                   "tuple": lambda: tuple(int(p) for p in rng.integers(0, 3, rank)),
-                   "same": lambda: "same", "valid": lambda: "valid"}[form]()
+        forms: dict[str, Callable[[], int | tuple[int, ...] | str]] = {
+            "int": lambda: int(rng.integers(1, 3)),
+            "tuple": lambda: tuple(int(p) for p in rng.integers(0, 3, rank)),
+            "same": lambda: "same", "valid": lambda: "valid"}
+        padding = forms[form]()
         spatial = tuple(int(n) for n in rng.integers(3, max_size + 1, rank))
         pairs = _pads(padding, kernel, dilation)
         ok = all(n + lo + hi >= _axis(dilation, i) * (kernel[i] - 1) + 1
@@ -271,9 +275,9 @@ def _draw_transpose(rng: np.random.Generator, index: int) -> Config:
         stride = _int_or_tuple(rng, 1, 3, rank)
         dilation = _int_or_tuple(rng, 1, 2, rank)
         limit = [max(_axis(stride, i), _axis(dilation, i)) for i in range(rank)]
-        output_padding = tuple(int(rng.integers(m)) for m in limit)
-        if len(set(output_padding)) == 1 and rng.random() < 0.5:
-            output_padding = output_padding[0]
+        pads = tuple(int(rng.integers(m)) for m in limit)
+        output_padding: int | tuple[int, ...] = (
+            pads[0] if len(set(pads)) == 1 and rng.random() < 0.5 else pads)
         padding = _int_or_tuple(rng, 0, 2, rank)
         spatial = tuple(int(n) for n in rng.integers(2, max_size + 1, rank))
         config = Config(index, "transpose", rank, _batch(rng), *_groups(rng), spatial, kernel,
@@ -321,7 +325,7 @@ def _jax_results(config: Config, impls: Sequence[str], dtype: str) -> dict[str, 
     args = (x, w) if b is None else (x, w, b)
 
     def run(impls, args, cot):
-        out = {}
+        out: dict[str, tuple[jax.Array, ...]] = {}
         for impl in impls:
             call = functools.partial(fn, **config.kwargs, impl=impl)
             # the output of a plain call: auto may run another forward kernel there
@@ -361,7 +365,11 @@ def torch_results(torch, config: Config, dtype: str) -> dict[str, np.ndarray]:
     """
     host = host_dtype(dtype)
     with _x64(dtype):
-        x, w, b, cot = (None if a is None else np.array(a, host) for a in config.arrays(dtype))
+        xa, wa, ba, ca = config.arrays(dtype)
+        x: np.ndarray = np.array(xa, host)
+        w: np.ndarray = np.array(wa, host)
+        b: np.ndarray | None = None if ba is None else np.array(ba, host)
+        cot: np.ndarray | None = None if ca is None else np.array(ca, host)
     tdtype = torch_dtype(torch, dtype)
     t = lambda a: torch.from_numpy(a).to(tdtype)
     if cot is None:

@@ -233,7 +233,7 @@ def _run_kernels(args, layers, impls, out_md) -> int:
         choice = B.auto_choice(layer)
         for i, kernel in enumerate(KERNELS):
             per = {impl: times[impl][kernel] for impl in impls}
-            best = min(per, key=per.get)
+            best = min(per, key=lambda impl: per[impl])
             # timed alone, so a forward is not differentiated: auto's inference pick
             picked = (choice.inference or choice.forward) if i == 0 else choice.impls[i]
             ratio = per[picked] / per[best] if picked in per else None
@@ -264,36 +264,46 @@ def _run_per_example(args, impls, out_md) -> int:
     return 0
 
 
+def _measured(value: float | None) -> float:
+    """A timing :func:`jaxconv.benchmark.bench_layer` filled in (it fills every one)."""
+    assert value is not None
+    return value
+
+
 def _run_layers(args, layers, impls, out_md) -> int:
-    rows, records, summary, matmuls = [], [], {}, []
+    rows: list[list[str]] = []
+    records: list[dict] = []
+    summary: dict[str, list] = {}
+    matmuls: list[float] = []
     for name in progress_bar(list(layers), "layers"):
         layer = layers[name]
         timings = B.bench_layer(layer, impls, args.repeats, with_torch=not args.no_torch,
                                 compiler_options=args.compiler_options,
                                 min_time=args.min_time, matmul=True)
-        mm_gflops = B.matmul_gflop() / (timings.pop(B.MATMUL).fwd_ms * 1e-3)
+        mm_gflops = B.matmul_gflop() / (_measured(timings.pop(B.MATMUL).fwd_ms) * 1e-3)
         matmuls.append(mm_gflops)
-        torch = timings.get("torch")
-        best = min((v for v in timings if v in impls), key=lambda v: timings[v].fwdbwd_ms)
-        best_fwd = min((v for v in timings if v in impls), key=lambda v: timings[v].fwd_ms)
+        fwd = {v: _measured(t.fwd_ms) for v, t in timings.items()}
+        fb = {v: _measured(t.fwdbwd_ms) for v, t in timings.items()}
+        torch = "torch" in timings
+        best = min((v for v in timings if v in impls), key=lambda v: fb[v])
+        best_fwd = min((v for v in timings if v in impls), key=lambda v: fwd[v])
         for variant, t in timings.items():
-            rf = t.fwd_ms / torch.fwd_ms if torch else None
-            rb = t.fwdbwd_ms / torch.fwdbwd_ms if torch else None
+            rf = fwd[variant] / fwd["torch"] if torch else None
+            rb = fb[variant] / fb["torch"] if torch else None
             rows.append([name, variant, _fmt(t.fwd_ms, ".1f"), _fmt(t.fwdbwd_ms, ".1f"),
                          _fmt(rf), _fmt(rb), _fmt(t.compile_s), _fmt(t.peak_mib, ".1f")])
             records.append(dict(layer=name, variant=variant, **dataclasses.asdict(t),
                                 matmul_gflops=mm_gflops))
             if rb is not None:
                 summary.setdefault(variant, []).append(rb)
-        auto, raw = timings["auto"], timings["raw-lax"]
-        auto_gflops = B.layer_gflop(layer) / (auto.fwd_ms * 1e-3)
+        auto_gflops = B.layer_gflop(layer) / (fwd["auto"] * 1e-3)
         summary.setdefault("_auto_vs_best", []).append(
             (name, _best_name(best_fwd, timings, "fwd_program"),
-             auto.fwd_ms / timings[best_fwd].fwd_ms,
+             fwd["auto"] / fwd[best_fwd],
              _best_name(best, timings, "fwdbwd_program"),
-             auto.fwdbwd_ms / timings[best].fwdbwd_ms,
-             auto.fwd_ms / raw.fwd_ms, auto.fwdbwd_ms / raw.fwdbwd_ms,
-             raw.fwdbwd_ms / auto.fwdbwd_ms, auto_gflops, mm_gflops,
+             fb["auto"] / fb[best],
+             fwd["auto"] / fwd["raw-lax"], fb["auto"] / fb["raw-lax"],
+             fb["raw-lax"] / fb["auto"], auto_gflops, mm_gflops,
              100 * auto_gflops / mm_gflops))
     text, md = table(["layer", "variant", "fwd ms", "f+b ms", "fwd/torch", "f+b/torch",
                        "compile s", "peak MiB"], rows)

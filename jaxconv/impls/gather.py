@@ -188,6 +188,7 @@ def col2im(patches: jax.Array, indices: Sequence[np.ndarray], strides: Sequence[
             config[axis] = (int(idx[0, k]), padded[i] - 1 - int(idx[-1, k]), stride - 1)
             placed = lax.pad(tap, zero, config)
             total = placed if total is None else total + placed
+        assert total is not None  # idx has at least one column
         patches = total
     return patches
 

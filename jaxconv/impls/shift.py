@@ -165,6 +165,7 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
             wc = wg[(slice(None), slice(None), c, *tap)].reshape(1, *wg.shape[:2], *(1,) * rank)
             term = xs[:, :, c:c + 1] * wc  # (N, G, M, *P)
             y = term if y is None else y + term
+    assert y is not None  # at least one tap
     return fusion_fence(y.reshape(n, out_channels, *out_spatial).astype(x.dtype))
 
 
@@ -191,6 +192,7 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
                                                                   *(1,) * rank)
             term = gg[:, :, m:m + 1] * wm  # (N, G, Cg, *P)
             t = term if t is None else t + term
+        assert t is not None  # at least one output channel per group
         config = [(0, 0, 0)] * 3 + [
             (k * d - lo, size - 1 + lo - k * d - (p - 1) * s, s - 1)
             for k, d, s, (lo, _), size, p in zip(tap, spec.dilation, spec.stride,
@@ -198,6 +200,7 @@ def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial) -> jax.Ar
                                                  strict=True)]
         placed = lax.pad(t, zero, config)
         dx = placed if dx is None else dx + placed
+    assert dx is not None  # at least one tap
     return fusion_fence(dx.reshape(n, group_in * groups, *in_spatial).astype(g.dtype))
 
 

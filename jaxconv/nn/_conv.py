@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,7 @@ from jaxconv._conv import conv
 from jaxconv._conv_transpose import conv_transpose
 from jaxconv._spec import (
     PADDING_MODES,
+    Impl,
     _fail,
     as_int,
     check_array,
@@ -80,7 +81,7 @@ class _ConvBase:
     groups: int
     bias: bool
     padding_mode: str
-    impl: str | tuple[str, str, str]
+    impl: Impl
     autodiff: str
     dtype: str
 
@@ -157,11 +158,11 @@ class _ConvBase:
                 args.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(args)})"
 
-    def replace(self, **changes: Any):
+    def replace(self, **changes: Any) -> Self:
         """A copy with some constructor arguments changed, validated again, e.g.
         ``layer.replace(impl="gather")`` (``dataclasses.replace`` can't call the
         fixed-rank constructors, which take no ``num_spatial_dims``)."""
-        base = ConvTranspose if self.transposed else Conv
+        base: Any = ConvTranspose if self.transposed else Conv
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - set(values))
         if unknown:
@@ -393,7 +394,7 @@ class ConvTranspose(_ConvBase):
                               autodiff=self.autodiff)
 
 
-def _fixed_rank(base: type, rank: int) -> type:
+def _fixed_rank(base: Any, rank: int) -> Any:
     """``base`` with ``num_spatial_dims`` fixed: PyTorch's ``Conv{rank}d`` /
     ``ConvTranspose{rank}d`` signature (the same arguments, in the same order)."""
 
@@ -439,11 +440,12 @@ class _LazyBase:
     groups: int
     bias: bool
     padding_mode: str
-    impl: str | tuple[str, str, str]
+    impl: Impl
     autodiff: str
     dtype: str
 
-    _plain = Conv  # the plain N-d class (a class attribute, not a field)
+    # the plain N-d class (a class attribute, not a field)
+    _plain: ClassVar[type[Conv] | type[ConvTranspose]] = Conv
 
     @property
     def _fn(self) -> str:
@@ -456,9 +458,10 @@ class _LazyBase:
         groups = kwargs["groups"]
         valid = (isinstance(groups, (int, np.integer)) and not isinstance(groups, bool)
                  and groups >= 1)
-        probe = object.__new__(self._plain)
+        plain: Any = self._plain
+        probe = object.__new__(plain)
         object.__setattr__(probe, "_fn_name", self._fn)
-        self._plain.__init__(probe, num_spatial_dims, int(groups) if valid else 1,
+        plain.__init__(probe, num_spatial_dims, int(groups) if valid else 1,
                              out_channels, kernel_size, **kwargs)
         for field in dataclasses.fields(self):
             object.__setattr__(self, field.name, getattr(probe, field.name))
@@ -540,8 +543,8 @@ class _LazyBase:
         text = repr(self.materialize(self.groups))
         name = type(self).__name__
         head, _, rest = text.partition("(")
-        rest = rest.split(", ", 1 if head.endswith("d") else 2)
-        args = rest[1:] if head.endswith("d") else [rest[0], *rest[2:]]
+        parts = rest.split(", ", 1 if head.endswith("d") else 2)
+        args = parts[1:] if head.endswith("d") else [parts[0], *parts[2:]]
         return f"{name}({', '.join(args)}"
 
 
@@ -639,7 +642,9 @@ class LazyConvTranspose(_LazyBase):
         Returns:
           ``(N, out_channels, *out)`` (unbatched: ``(out_channels, *out)``).
         """
-        return self._plain_for(params, x)(params, x, output_size)
+        layer = self._plain_for(params, x)
+        assert isinstance(layer, ConvTranspose)
+        return layer(params, x, output_size)
 
 
 LazyConv1d, LazyConv2d, LazyConv3d = (_fixed_rank(LazyConv, r) for r in (1, 2, 3))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -158,7 +158,7 @@ def to_torch(layer: Conv | ConvTranspose | _LazyBase | Unfold | Fold,
     kwargs = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                   groups=layer.groups, bias=layer.bias, padding_mode=layer.padding_mode,
                   dtype=getattr(torch, layer.dtype))
-    if layer.transposed:
+    if isinstance(layer, ConvTranspose):
         kwargs["output_padding"] = layer.output_padding
     module = getattr(torch.nn, _LAYERS[layer.transposed, rank])(
         layer.in_channels, layer.out_channels, layer.kernel_size, **kwargs)
@@ -240,7 +240,7 @@ def from_torch_model(model: Any, *, impl: Any = "auto", autodiff: str = "custom"
     if not isinstance(model, torch.nn.Module):
         raise _fail(TypeError, "nn.from_torch_model", "`model` must be a torch.nn.Module, "
                     f"got {type(model).__name__}.")
-    layers = {path: from_torch(m, impl=impl, autodiff=autodiff)[0]
-              for path, m in model.named_modules()
-              if isinstance(m, torch.nn.modules.conv._ConvNd)}
+    layers: dict[str, Conv | ConvTranspose] = {
+        path: cast(Conv | ConvTranspose, from_torch(m, impl=impl, autodiff=autodiff)[0])
+        for path, m in model.named_modules() if isinstance(m, torch.nn.modules.conv._ConvNd)}
     return layers, state_dict_from_torch(model)

@@ -59,6 +59,7 @@ class _NoParams:
     """``init`` and the repr shared by both layers."""
 
     _repr_fields: tuple[str, ...] = ()
+    impl: str
 
     def init(self, key: jax.Array | None = None) -> dict[str, jax.Array]:
         """``{}``: the layer has no parameters (the protocol of the other layers)."""
@@ -67,8 +68,9 @@ class _NoParams:
     def __repr__(self) -> str:
         """PyTorch's repr (every argument, in its order), plus non-default jaxconv options."""
         args = [f"{name}={getattr(self, name)!r}" for name in self._repr_fields]
-        if getattr(self, "padding_mode", "zeros") != "zeros":
-            args.append(f"padding_mode={self.padding_mode!r}")
+        padding_mode = getattr(self, "padding_mode", "zeros")
+        if padding_mode != "zeros":
+            args.append(f"padding_mode={padding_mode!r}")
         if self.impl != "auto":
             args.append(f"impl={self.impl!r}")
         return f"{type(self).__name__}({', '.join(args)})"
