@@ -33,13 +33,13 @@ PyTorch lay arrays out) and ``jaxconv.conv(impl="auto")``:
 The header names the glibc ``MALLOC_*`` variables the process ran under: XLA's
 CPU runtime allocates a program's buffers on every call, and glibc serves large
 ones with fresh ``mmap`` pages that are faulted in again each time unless its
-thresholds are raised (README "What XLA's CPU backend does with convolutions").
+thresholds are raised (docs/performance-notes.md, "What XLA's CPU backend does with convolutions").
 The page-fault column is the mean over three more calls after the timed ones.
 
 The im2col program and the Winograd program as XLA fuses it are checked
 against lax (the probe exits non-zero if either disagrees; the fenced Winograd
-variant computes the same ops). No impl is built on them: see README "What XLA's CPU backend
-does with convolutions".
+variant computes the same ops). No impl is built on them: see
+docs/performance-notes.md, "What XLA's CPU backend does with convolutions".
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=420, help="timed runs of each copy")
     parser.add_argument("--repeats", type=int, default=7,
                         help="the bench's --repeats to compare with (default 7, as the "
-                             "README's suite runs)")
+                             "committed suite runs)")
     parser.add_argument("--markdown", help="write the table as Markdown to this file")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.runs < 2 * args.repeats:

@@ -6,7 +6,7 @@ the convolution, three ways, compiled once and timed interleaved
 (:func:`jaxconv.benchmark.interleaved_samples`):
 
 * ``fused``: :func:`jaxconv._padding.mode_pad`, the pre-pad jaxconv's convolutions
-  use, whose adjoint is one fused sum (README "Performance");
+  use, whose adjoint is one fused sum (docs/auto.md);
 * ``jax``: :func:`jaxconv._padding.pad_trailing`, the same slices and
   concatenation differentiated by JAX (what the convolutions used before);
 * ``zeros``: the same convolution with zero padding, for reference (no copy).

@@ -1,21 +1,21 @@
 """``impl="auto"``: which impl computes each kernel of a convolution.
 
-The forward ``F``, input-gradient ``T`` and weight-gradient ``W`` kernels of
-every impl satisfy the same adjoint contract (:mod:`jaxconv._registry`), so
-auto picks each of the three separately, from the convolution's geometry
-(rank, sizes, channels per group, kernel), the dtype and the backend. The
-rules below were read off ``python -m jaxconv bench --kernels`` on a 2-core
-x86-64 CPU (jax 0.10.2); the table that justifies each one is in README.md
-("Performance"). On another machine, ``python -m jaxconv bench --kernels``
-times every impl's kernels per layer and prints what auto picks next to the
-fastest, so a rule can be re-derived there. Some rules depend on the CPU: on a
-later AMD machine without AVX-512 (AVX2 only) the 2-d weight-gradient
-convolution XLA hands to YNNPACK ran at a tenth of the Intel machine's speed, so
-there gather computes it for strided layers that fold's space-to-depth does
-not take with at most 4 input channels (image stems), and for stride-1
-mode-padded layers too short for the lax impl to keep it off YNNPACK; shift
-computes it for strided layers with 32-63 input channels and at most 9 taps
-(:func:`cpu_has_avx512`, :func:`jaxconv.impls.lax.weight_grad_on_ynnpack`).
+The forward ``F``, input-gradient ``T`` and weight-gradient ``W`` kernels of every
+impl satisfy the same adjoint contract (:mod:`jaxconv._registry`), so auto picks
+each of the three separately, from the convolution's geometry (rank, sizes, channels
+per group, kernel), the dtype and the backend. The rules below were read off
+``python -m jaxconv bench --kernels`` on a 2-core x86-64 CPU (jax 0.10.2); the table
+that justifies each one is in docs/auto.md and the performance pages
+(docs/performance.md). On another machine, ``python -m jaxconv bench --kernels``
+times every impl's kernels per layer and prints what auto picks next to the fastest,
+so a rule can be re-derived there. Some rules depend on the CPU: on a later AMD
+machine without AVX-512 (AVX2 only) the 2-d weight-gradient convolution XLA hands to
+YNNPACK ran at a tenth of the Intel machine's speed, so there gather computes it for
+strided layers that fold's space-to-depth does not take with at most 4 input
+channels (image stems), and for stride-1 mode-padded layers too short for the lax
+impl to keep it off YNNPACK; shift computes it for strided layers with 32-63 input
+channels and at most 9 taps (:func:`cpu_has_avx512`,
+:func:`jaxconv.impls.lax.weight_grad_on_ynnpack`).
 
 Strided 2-d layers with few input channels whose kernel the stride phases fit
 (image stems, patchify, 2x2 downsampling) take fold's space-to-depth kernels
@@ -63,7 +63,7 @@ from jaxconv.impls.fold import SPLIT_MAX_GROUPS
 
 KERNELS = ("forward", "input_grad", "weight_grad")
 
-# Rule thresholds (see the module docstring and README "Performance").
+# Rule thresholds (see the module docstring and docs/auto.md).
 SHIFT_MAX_GROUP_IN = 8  # shift-and-add beats matmul-based kernels up to this C_in / groups
 SHIFT_MAX_TERMS = 512  # Cg * prod(K) (F, W) and M * prod(K) (T): unrolled terms per output
 SMALL_SPATIAL = 16  # output positions per sample at or below which patches + matmul win

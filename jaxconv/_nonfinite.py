@@ -67,14 +67,14 @@ taken. Under ``jax.vmap`` the predicate is taken over the whole batch (a
 ``select`` that would run both branches.
 
 Why not always: with ``impl="auto"``, float32, forward + backward, on the
-2-core AMD machine of README "Performance" (an ad hoc probe, interleaved
+2-core AMD Zen 3 machine of docs/performance.md (an ad hoc probe, interleaved
 medians of 5), the guard took compile time from 0.61 / 0.40 / 0.54 s to
 2.45 / 2.87 / 2.48 s (8x64x56² 3x3, 8x128x56² depthwise, the 7x7 stem) and the
 depthwise layer's f+b from 18.2 to 46.0 ms. Most of the compile time is the
 branch's many small fusions (the classes, the stacking, the combination), not
 its convolution. A non-finite weight or gradient means a run has already
 diverged; the default keeps the speed and states the
-difference (README, "NaN and Inf").
+difference (docs/numerics.md, "The NaN and Inf contract").
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ On this project's 2-core AMD EPYC (Zen 3, AVX2, no AVX-512) the Eigen kernels
 are much faster: ``value_and_grad`` of a 3x3, 64-channel ResNet convolution
 (8x64x56x56) took 213 ms with YNNPACK and 84 ms with these options, the same
 program compiled both ways in one process. ``python -m jaxconv bench
---xla-cpu-conv eigen`` times the whole layer suite this way (README,
-"Performance").
+--xla-cpu-conv eigen`` times the whole layer suite this way (docs/performance.md).
 
 jaxconv's own lax impl (and so ``auto`` and ``fold`` where they run it) already
 keeps 2-d convolutions off YNNPACK where that costs little, by their shapes

@@ -18,7 +18,7 @@ that much). With ``min_time`` a variant is sampled further, up to
 :data:`MAX_ROUNDS` runs, until its timed calls add up to that many seconds: on a
 shared 2-core machine, medians of 7 runs of two copies of one compiled program
 were up to 1.54x apart, medians of 420 0.96-1.04x (``benchmarks/noise_probe.py``,
-README "Measurement").
+docs/performance-notes.md, "Measurement").
 PyTorch is timed right after them, in a block of its own: its OpenMP threads
 spin for a while after each call and would slow whatever JAX runs next.
 Forward+backward is ``value_and_grad`` of
@@ -296,8 +296,8 @@ def _torch_runners(layer: Layer, arrays):
 def malloc_settings(environ=None) -> dict[str, str]:
     """The C allocator settings in `environ` (default ``os.environ``): ``GLIBC_TUNABLES``
     and the ``MALLOC_*`` variables, which glibc reads at start-up and which change how
-    often XLA's and PyTorch's large buffers are paged in again (README, "What XLA's CPU
-    backend does with convolutions")."""
+    often XLA's and PyTorch's large buffers are paged in again (docs/performance-notes.md,
+    "What XLA's CPU backend does with convolutions")."""
     environ = os.environ if environ is None else environ
     return {k: environ[k] for k in sorted(environ)
             if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"}

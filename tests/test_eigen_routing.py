@@ -103,7 +103,7 @@ def test_which_kernels_leave_ynnpack(torch, case):
 @pytest.mark.parametrize("impl", ["lax", "auto"])
 def test_a_nonfinite_input_in_the_routed_weight_gradient(torch, impl, exact):
     """The weight gradient's zero taps meet x: by default a NaN in x marks PyTorch's
-    weight-gradient entries and may mark more (README, NaN and Inf); with
+    weight-gradient entries and may mark more (docs/numerics.md, "The NaN and Inf contract"); with
     set_exact_nonfinite(True) exactly PyTorch's. Output and input gradient: exact."""
     case = CASES[1]  # 'valid': W routed through 3 more zero taps
     (x, w, b, ct), _ = _arrays(case, "float32", torch)

@@ -1,6 +1,6 @@
 """NaN and Inf against PyTorch (outputs and gradients), for every impl.
 
-The contract (README, "NaN and Inf"):
+The contract (docs/numerics.md, "The NaN and Inf contract"):
 - a NaN or Inf in the *input* of a convolution reaches exactly the output and
   gradient entries PyTorch's reaches, in every impl, padding mode and dtype;
 - by default, a NaN or Inf in the weight or bias, or in the input of a transposed

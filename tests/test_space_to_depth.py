@@ -136,7 +136,7 @@ def test_a_nonfinite_input_reaches_what_pytorch_reaches(torch, impl, value):
     """A 7x7 stride-2 forward would meet x with zero taps (7 = 2·4 - 1), so it stays
     off the path: a NaN or Inf planted in a row only such a tap would read from
     some outputs marks exactly PyTorch's outputs and gradients, as every impl does
-    (README, NaN and Inf); the input and weight gradients take the path."""
+    (docs/numerics.md, "The NaN and Inf contract"); the input and weight gradients take the path."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3, 23, 22)).astype(np.float32)
     w = rng.standard_normal((8, 3, 7, 7)).astype(np.float32)

@@ -117,7 +117,7 @@ inverse reshape, then the padding cropped), and the weight gradient is ``W'``'s
 zero taps dropped. The work grows by ``(K'·s / K)`` per strided axis; it pays
 only with few input channels, where XLA's strided and lhs-dilated convolutions
 are slow. Measured per kernel (:data:`S2D_MAX_EXTRA`, :data:`S2D_F_MAX_IN`,
-:data:`S2D_T_MAX_IN`, :data:`S2D_W_MAX_IN`; README "Performance").
+:data:`S2D_T_MAX_IN`, :data:`S2D_W_MAX_IN`; docs/auto.md).
 Where a kernel side is not a multiple of its stride, the forward's zero taps
 would meet elements of ``x`` (``0 · NaN = NaN``: a NaN in ``x`` would reach
 outputs PyTorch's does not), so the forward takes this path only when every

@@ -59,7 +59,7 @@ output ``P``), where that costs at most ``1/8`` more work:
   into a reversed-window convolution that it runs in a naive loop.) The zeros
   add only ``0·x`` products, so by default a NaN or Inf in ``x`` may also mark
   a few more weight-gradient entries (``set_exact_nonfinite(True)`` counts only
-  real products, as always; README "NaN and Inf"). Choosing between this and
+  real products, as always; docs/numerics.md, "The NaN and Inf contract"). Choosing between this and
   the plain convolution with a ``lax.cond`` on ``isfinite(x).all()`` would keep
   the default exact, but XLA's CPU compiler leaves a convolution inside a
   conditional's branch in the operands' NCHW layout and runs it in a naive loop:
