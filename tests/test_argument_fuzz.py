@@ -573,6 +573,7 @@ def pad_calls(draw):
     return kw, corrupted
 
 
+@pytest.mark.exhaustive  # 300 examples; the quick tier fuzzes conv's arguments
 @fuzz(300)
 @given(call=pad_calls())
 def test_pad_arguments(torch, call):
@@ -667,6 +668,7 @@ def cgd_calls(draw):
     return kw, corrupted
 
 
+@pytest.mark.exhaustive  # 200 examples; test_lax_compat checks its arguments' errors
 @fuzz(200)
 @given(call=cgd_calls())
 def test_conv_general_dilated_arguments(call):

@@ -1,4 +1,5 @@
-"""The benchmark scripts under benchmarks/ run (quick modes) and check their own results."""
+"""The benchmark scripts under benchmarks/ run (quick modes, in the exhaustive tier) and check
+their own results."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from jaxconv.benchmark import torch_available
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.exhaustive  # a probe program (5-25 s), not the library
 def test_dense_probe_quick():
     """The probe's Winograd F(2x2, 3x3) and im2col + matmul agree with lax (it exits
     non-zero otherwise) and it prints its table, on an odd size (a partial last tile)."""
@@ -25,6 +29,7 @@ def test_dense_probe_quick():
     assert "im2col vs lax, max |difference| / max |lax|: quick_3x3_8 " in run.stdout
 
 
+@pytest.mark.exhaustive  # a probe program (5-25 s), not the library
 def test_malloc_probe_quick():
     """The malloc probe runs every setting in a process of its own and tabulates auto's
     (and PyTorch's, when installed) times and page faults per setting."""
@@ -52,6 +57,7 @@ def test_malloc_probe_quick():
     assert "--repeats and --rounds must be at least 1, got 5 and 0" in zero.stderr
 
 
+@pytest.mark.exhaustive  # a probe program (5-25 s), not the library
 def test_pad_probe_quick():
     """The padding-adjoint probe checks the fused adjoint's gradients against JAX's
     for every mode (it exits non-zero otherwise) and tabulates them; bad counts are
@@ -68,6 +74,7 @@ def test_pad_probe_quick():
     assert "--repeats must be at least 1, got 0" in bad.stderr
 
 
+@pytest.mark.exhaustive  # a probe program (5-25 s), not the library
 def test_noise_probe_quick():
     """The noise probe compiles auto's program twice (it exits non-zero if the two
     differ) and tabulates the ratio of the copies' medians, forward and f+b."""
@@ -113,6 +120,7 @@ def test_noise_probe_bench_runs_follow_the_bench_sampling(monkeypatch):
         assert probe.bench_runs(ms, 7) == taken, ms
 
 
+@pytest.mark.exhaustive  # a probe program (5-25 s), not the library
 def test_fold_side_probe_quick():
     """The fold-side probe checks both sides of fold's 3-d forward against lax (it exits
     non-zero otherwise) and says which side fold takes; bad counts are refused."""
@@ -129,6 +137,7 @@ def test_fold_side_probe_quick():
     assert "--repeats must be at least 1, got 0" in bad.stderr
 
 
+@pytest.mark.exhaustive  # a probe program (5-25 s), not the library
 def test_xla_library_probe_quick():
     """The XLA-library probe compiles the convolution and the dot under every setting,
     checks them against the default (it exits non-zero otherwise) and names what
@@ -151,6 +160,7 @@ def test_xla_library_probe_quick():
     assert "--repeats must be at least 1, got 0" in bad.stderr
 
 
+@pytest.mark.exhaustive  # a probe program (5-25 s), not the library
 def test_complex_probe_quick():
     """The complex probe checks three real calls, four and XLA's native complex
     convolution against each other (it exits non-zero otherwise) and tabulates them."""

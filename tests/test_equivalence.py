@@ -13,6 +13,7 @@ import jaxconv
 from jaxconv.testing import assert_impls_agree
 
 
+@pytest.mark.exhaustive  # a fuzz; test_parity compares every impl in the quick tier
 @settings(max_examples=15, deadline=None)
 @given(cfg=conv_configs())
 def test_lax_and_gather_agree_forward_and_gradients(cfg):

@@ -58,6 +58,7 @@ def test_train_cnn_learns_and_every_impl_agrees():
     assert float(accuracy[1]) >= 0.6
 
 
+@pytest.mark.exhaustive  # ~15 s; the quick tier runs three other examples
 def test_train_cnn_fails_when_it_does_not_learn():
     pytest.importorskip("optax")
     out = run_example("train_cnn.py", "--quick", "--epochs", "1", "--lr", "1e-6", expect_rc=1)
@@ -79,6 +80,7 @@ def test_port_pytorch_model(torch):
     assert out.rstrip().endswith("port OK: torch -> JAX -> fine-tuned -> torch")
 
 
+@pytest.mark.exhaustive  # ~15 s; the quick tier runs three other examples
 def test_per_example_gradients():
     pytest.importorskip("optax")
     out = run_example("per_example_gradients.py", "--quick")
@@ -93,6 +95,7 @@ def test_per_example_gradients():
     assert out.rstrip().endswith("per-example gradients OK")
 
 
+@pytest.mark.exhaustive  # ~15 s; the quick tier runs three other examples
 def test_equinox_model():
     pytest.importorskip("equinox")
     pytest.importorskip("optax")

@@ -372,7 +372,9 @@ def test_set_exact_nonfinite_takes_numpy_bools():
     assert jaxconv.get_exact_nonfinite() is False
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", [  # 12 s each; the guard wraps every impl alike
+    i if i == "auto" else pytest.param(i, marks=pytest.mark.exhaustive)
+    for i in IMPLS])
 def test_exact_nonfinite_is_free_of_changes_on_finite_data(exact_nonfinite, impl):
     """Finite operands take the kernel's own result: bit for bit what the default
     gives, for outputs, gradients, second-order gradients and per-example gradients."""
@@ -502,6 +504,7 @@ def _nonfinite_examples(draw):
                         for _ in range(2)])
 
 
+@pytest.mark.exhaustive  # a fuzz; the structural-oracle grid runs in the quick tier
 @given(example=_nonfinite_examples())
 def test_exact_nonfinite_fuzz(example):
     """Every impl and auto, with set_exact_nonfinite(True), against the structural

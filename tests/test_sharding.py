@@ -11,15 +11,20 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_sharding_checks_on_8_simulated_devices():
+@pytest.mark.parametrize("tier", [
+    "not exhaustive", pytest.param("exhaustive", marks=pytest.mark.exhaustive)])
+def test_sharding_checks_on_8_simulated_devices(tier):
+    """The checks of this tier (their grids split like the rest of the suite's)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
                JAX_PLATFORMS="cpu")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-         "tests/sharding_checks.py"],
+         "-m", tier, "tests/sharding_checks.py"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     tail = (result.stdout + result.stderr)[-6000:]
     assert result.returncode == 0, tail

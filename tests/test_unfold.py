@@ -463,6 +463,7 @@ def test_error_texts(case):
 
 # --- the benchmark's quick mode ---------------------------------------------------------------
 
+@pytest.mark.exhaustive  # a benchmark program (15 s), not the library
 def test_benchmark_quick():
     """The benchmark compares every variant against PyTorch before timing (it exits
     non-zero otherwise) and prints a row per case, op and variant."""
