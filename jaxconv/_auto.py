@@ -47,6 +47,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxconv import _deadtaps
 from jaxconv._registry import available_impls
 from jaxconv._spec import (
     DTYPES,
@@ -92,6 +93,9 @@ class AutoChoice:
       inference: the impl of the forward kernel in a call that is not
         differentiated, where it differs from ``forward`` (else None).
       inference_reason: the rule that chose it ("" with ``inference=None``).
+      dead_taps: where some kernel taps read only zero padding, a line that says
+        so: they are cropped away (:mod:`jaxconv._deadtaps`) and the kernels are
+        chosen for the cropped convolution ("" where none is dead).
     """
 
     forward: str
@@ -100,6 +104,7 @@ class AutoChoice:
     reasons: tuple[str, str, str]
     inference: str | None = None
     inference_reason: str = ""
+    dead_taps: str = ""
 
     @property
     def impls(self) -> tuple[str, str, str]:
@@ -113,7 +118,8 @@ class AutoChoice:
         return rows
 
     def __str__(self) -> str:
-        return "\n".join(f"{k:<12} {i:<7} {r}" for k, i, r in self.rows())
+        lines = [f"{k:<12} {i:<7} {r}" for k, i, r in self.rows()]
+        return "\n".join(lines + [self.dead_taps] if self.dead_taps else lines)
 
 
 def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
@@ -226,6 +232,19 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
     return AutoChoice(*_three(picks), _three(reasons))
 
 
+def choose_cropped(spec: ConvSpec, input_shape, weight_shape, dtype: Any, backend: str,
+                   avx512: bool = True, positions: Sequence[int] | None = None) -> AutoChoice:
+    """:func:`choose` for the convolution that runs: with the kernel taps that read only
+    zero padding cropped away (:func:`jaxconv._deadtaps.cropped_geometry`; `positions`:
+    the output positions read, conv_transpose's input size), and a line that says so."""
+    cropped, in_shape, w_shape, plan = _deadtaps.cropped_geometry(
+        spec, input_shape, weight_shape, positions)
+    choice = choose(cropped, in_shape, w_shape, dtype, backend, avx512)
+    if plan is None:
+        return choice
+    return dataclasses.replace(choice, dead_taps=_deadtaps.describe(plan, weight_shape[2:]))
+
+
 def _three(items: Sequence[str]) -> tuple[str, str, str]:
     """One entry per kernel (F, T, W), as a typed triple."""
     forward, input_grad, weight_grad = items
@@ -253,15 +272,18 @@ def cpu_has_avx512() -> bool:
 
 
 def resolve_impl(fn: str, impl: Any, spec: ConvSpec, input_shape, weight_shape,
-                 dtype: Any, inference: bool = True) -> ConvSpec:
+                 dtype: Any, inference: bool = True,
+                 positions: Sequence[int] | None = None) -> ConvSpec:
     """`spec` with ``impl`` set: the named impl, or auto's per-kernel choice (and, with
     the hand-written rules (``autodiff="custom"`` or ``"custom_vjp"``) and `inference`,
     its forward for calls that are not differentiated; conv_transpose, whose forward is
-    ``input_grad``, passes False)."""
+    ``input_grad``, passes False, and its input's spatial size as `positions`). Auto
+    chooses for the convolution the core runs: with its dead taps cropped
+    (:func:`choose_cropped`); the spec keeps the full geometry, which the core crops."""
     impl, primal = check_impl(fn, impl), None
     if impl == "auto":
-        choice = choose(spec, tuple(input_shape), tuple(weight_shape), dtype,
-                        jax.default_backend(), cpu_has_avx512())
+        choice = choose_cropped(spec, tuple(input_shape), tuple(weight_shape), dtype,
+                                jax.default_backend(), cpu_has_avx512(), positions)
         impl = choice.impls
         if spec.autodiff in ("custom", "custom_vjp") and inference:
             primal = choice.inference
@@ -312,7 +334,9 @@ def explain_auto(input_shape: Sequence[int], weight_shape: Sequence[int], stride
         this machine's answer, :func:`jaxconv._auto.cpu_has_avx512`.
 
     Returns:
-      An :class:`AutoChoice`; ``print`` it for a per-kernel table.
+      An :class:`AutoChoice`; ``print`` it for a per-kernel table (and, where some
+      kernel taps read only zero padding, a line saying they are cropped away and
+      the kernels chosen for the cropped convolution).
 
     Raises:
       ValueError, TypeError: as the call would; and for shapes that are not tuples
@@ -347,9 +371,11 @@ def explain_auto(input_shape: Sequence[int], weight_shape: Sequence[int], stride
         spec, _, _, conv_input_shape = conv_transpose_spec(
             "explain_auto", x, w, None, stride, padding, output_padding, groups, dilation,
             None)
-        choice = choose(spec, conv_input_shape, w.shape, dt, backend, avx512)
+        choice = choose_cropped(spec, conv_input_shape, w.shape, dt, backend, avx512,
+                                positions=x.shape[-spec.rank:])
         # conv_transpose's forward is input_grad: it runs no inference forward
         return dataclasses.replace(choice, inference=None, inference_reason="")
     spec, batched = conv_spec("explain_auto", x, w, None, stride, padding, dilation, groups,
                               padding_mode, None)
-    return choose(spec, x.shape if batched else (1, *x.shape), w.shape, dt, backend, avx512)
+    return choose_cropped(spec, x.shape if batched else (1, *x.shape), w.shape, dt, backend,
+                          avx512)

@@ -1,7 +1,8 @@
 """Public convolution functions: ``conv``, ``conv1d``, ``conv2d``, ``conv3d``.
 
 Each call is: validate and normalise once (:func:`jaxconv._spec.conv_spec`), then
-one jitted core keyed on the hashable spec: pre-pad with the padding mode, the
+one jitted core keyed on the hashable spec: pre-pad with the padding mode, crop the
+kernel taps that read only zero padding (:mod:`jaxconv._deadtaps`), the
 implementation's forward kernel (bound to its hand-written reverse rules unless
 ``autodiff="jax"``), the bias. The gradient of the padding copy folds the border
 gradients back onto their sources (docs/backprop.md §5), in one fused sum written
@@ -18,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxconv import _autodiff, _primitives, _registry, _settings, _sharding
+from jaxconv import _autodiff, _deadtaps, _primitives, _registry, _settings, _sharding
 from jaxconv._auto import resolve_impl
 from jaxconv._padding import mode_pad, mode_pad_vjp, pad_trailing
 from jaxconv._spec import ConvSpec, Impl, conv_spec
@@ -35,6 +36,12 @@ def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -
         x = pad(x.astype(jnp.float32), spec.mode_padding, spec.padding_mode).astype(x.dtype)
     else:
         x = pad(x, spec.mode_padding, spec.padding_mode)
+    # Taps that read only zero padding are cropped away (slices JAX transposes to zero
+    # pads); where none is dead, nothing changes (docs/backprop.md §10).
+    x, w, spec, plan = _deadtaps.apply_conv(x, w, spec)
+    if plan is not None and plan.all_dead:
+        shape = (x.shape[0], w.shape[0], *spec.output_spatial(x.shape[2:], w.shape[2:]))
+        return add_bias(jnp.zeros(shape, x.dtype), b, spec.rank)
     if spec.autodiff == "custom":
         y = _primitives.forward(x, w, spec)
     elif spec.autodiff == "custom_vjp":

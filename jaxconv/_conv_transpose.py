@@ -19,8 +19,9 @@ import functools
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
-from jaxconv import _autodiff, _primitives, _registry, _settings, _sharding
+from jaxconv import _autodiff, _deadtaps, _primitives, _registry, _settings, _sharding
 from jaxconv._auto import resolve_impl
 from jaxconv._conv import add_bias, run_core
 from jaxconv._spec import ConvSpec, Impl, conv_transpose_spec
@@ -29,13 +30,27 @@ from jaxconv._spec import ConvSpec, Impl, conv_transpose_spec
 @functools.partial(jax.jit, static_argnames=("spec", "out_spatial"))
 def conv_transpose_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec,
                         out_spatial: tuple[int, ...]) -> jax.Array:
-    """Batched transposed convolution for a validated `spec` (of the transposed conv)."""
+    """Batched transposed convolution for a validated `spec` (of the transposed conv).
+
+    Taps that read only zero padding in the forward convolution (whose input is this
+    one's output, and whose output positions are this one's input) are cropped from
+    the kernel; a crop of that forward input is a zero pad of ``T``'s output
+    (:mod:`jaxconv._deadtaps`). Where none is dead, nothing changes."""
+    plan = _deadtaps.plan(spec, out_spatial, w.shape[2:], positions=x.shape[2:])
+    if plan is not None and plan.all_dead:
+        shape = (x.shape[0], w.shape[1] * spec.groups, *out_spatial)
+        return add_bias(jnp.zeros(shape, x.dtype), b, spec.rank)
+    inner = out_spatial
+    if plan is not None:
+        w, spec, inner = plan.crop_weight(w), plan.spec(spec), plan.in_spatial(out_spatial)
     if spec.autodiff == "custom":
-        y = _primitives.input_grad(x, w, spec, out_spatial)
+        y = _primitives.input_grad(x, w, spec, inner)
     elif spec.autodiff == "custom_vjp":
-        y = _autodiff.input_grad(x, w, spec, out_spatial)
+        y = _autodiff.input_grad(x, w, spec, inner)
     else:
-        y = _registry.input_grad_kernel(spec)(x, w, spec, out_spatial)
+        y = _registry.input_grad_kernel(spec)(x, w, spec, inner)
+    if plan is not None:
+        y = plan.uncrop_output(y)
     return add_bias(y, b, spec.rank)
 
 
@@ -49,7 +64,7 @@ def _conv_transpose(fn: str, rank: int | None, input, weight, bias, stride, padd
         precision, rank=rank, autodiff=autodiff,
     )
     spec = resolve_impl(fn, impl, spec, conv_input_shape, weight.shape, input.dtype,
-                        inference=False)
+                        inference=False, positions=input.shape[-spec.rank:])
     return run_core(fn, conv_transpose_core, _sharding.sharded_conv_transpose, input, weight,
                     bias, batched, spec, out_spatial)
 

@@ -112,6 +112,15 @@ LAYERS: dict[str, Layer] = {
     "depthwise_1d_k31": Layer(1, 8, 256, (1024,), 256, 31, 1, 15, 1, 256),
     "video_3d": Layer(3, 2, 16, (8, 32, 32), 32, 3, 1, 1),
     "circular_3d": Layer(3, 2, 16, (8, 32, 32), 16, 3, 1, 1, mode="circular"),
+    # Small maps and few channels, where a forward alone (inference) loses most: an
+    # atrous pyramid branch whose dilation exceeds its map (8 of 9 taps read only
+    # padding), dense 3x3 at 10x10 and 5x5, grouped 3x3 and 1x1 at 2x2, a 3-channel stem.
+    "atrous_3x3_d12": Layer(2, 4, 960, (6, 6), 256, 3, 1, 12, 12),
+    "small_3x3_256": Layer(2, 4, 256, (10, 10), 256, 3, 1, 1),
+    "small_3x3_512": Layer(2, 4, 512, (5, 5), 512, 3, 1, 1),
+    "grouped_3x3_2x2": Layer(2, 8, 400, (2, 2), 400, 3, 1, 1, 1, 25),
+    "pointwise_1x1_2x2": Layer(2, 8, 192, (2, 2), 1152, 1),
+    "stem_3x3_s2": Layer(2, 8, 3, (224, 224), 32, 3, 2, 1),
     # Complex layers (MRI reconstruction, complex-valued audio and radar nets).
     "complex_3x3_32": Layer(2, 8, 32, (56, 56), 32, 3, 1, 1, dtype="complex64"),
     "complex_1d_k9": Layer(1, 8, 32, (4096,), 32, 9, 1, 4, dtype="complex64"),
@@ -251,7 +260,8 @@ def _jax_runners(fn: Callable, args: Sequence[jax.Array], timing: Timing,
     # The cotangent is an argument, as in a network (a closed-over constant such as
     # ones would let XLA specialise the backward on it).
     ct = jax.random.normal(jax.random.key(1), fwd.out_info.shape, args[0].dtype)
-    grad = jax.jit(jax.value_and_grad(lambda *a: jnp.vdot(fn(*a[:-1]), a[-1]),
+    # Re <y, ct>: a real loss for complex layers too (its gradient is the VJP of conj(ct)).
+    grad = jax.jit(jax.value_and_grad(lambda *a: jnp.vdot(fn(*a[:-1]), a[-1]).real,
                                       argnums=tuple(range(len(args)))),
                    compiler_options=compiler_options)
     args = (*args, ct)

@@ -166,6 +166,30 @@ def test_explain_prints_the_rule_per_kernel(capsys, monkeypatch):
     assert not re.search(r"depthwise_3x3\s+inference", out)
 
 
+def test_explain_prints_the_dead_taps(capsys):
+    """The atrous layer's 3x3 is cropped to its live 1x1 centre, and the kernels are
+    chosen for that (jaxconv/_deadtaps.py); a layer with none dead has no such row."""
+    assert main(["bench", "--explain", "--layers", "atrous_3x3_d12", "resnet_3x3_64"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"atrous_3x3_d12\s+forward\s+\w+\s+1x1 kernel", out)
+    assert re.search(r"atrous_3x3_d12\s+dead taps\s+kernel \(3, 3\) cropped to \(1, 1\) \(the "
+                     r"other taps read only zero padding\); the kernels above are chosen for "
+                     r"the cropped convolution", out)
+    assert "resnet_3x3_64  dead taps" not in out
+
+
+def test_timed_run_of_a_complex_layer(tmp_path, capsys):
+    """A complex64 layer (the suite's last two) times its forward+backward on the real
+    loss Re <y, ct>: jax.grad of the complex <y, ct> itself is refused."""
+    out = tmp_path / "c.json"
+    assert main(["bench", "--layer", "1d N=1 C=2 L=16 O=2 k=3 p=1 dtype=complex64",
+                 "--impls", "lax", "--repeats", "1", "--min-time", "0", "--no-torch",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert {r["variant"] for r in rows} >= {"lax", "auto", "raw-lax"}
+    assert all(r["fwdbwd_ms"] > 0 for r in rows)
+
+
 def test_timed_run_writes_table_and_files(tmp_path, capsys):
     files = {k: tmp_path / f"out.{k}" for k in ("json", "csv", "md")}
     assert main(["bench", "--layer", TINY, "--repeats", "1", "--min-time", "0", "--json",

@@ -170,8 +170,11 @@ def _run_explain(args, layers) -> int:
     rows, records = [], []
     for name, layer in layers.items():
         choice = B.auto_choice(layer)
-        rows += [[name, k, i, why] for k, i, why in choice.rows()]
-        records += [dict(layer=name, kernel=k, auto=i, why=why) for k, i, why in choice.rows()]
+        found = choice.rows()
+        if choice.dead_taps:  # "dead taps: kernel (3, 3) cropped to (1, 1) ..."
+            found.append(("dead taps", "", choice.dead_taps.removeprefix("dead taps: ")))
+        rows += [[name, k, i, why] for k, i, why in found]
+        records += [dict(layer=name, kernel=k, auto=i, why=why) for k, i, why in found]
     text, md = table(["layer", "kernel", "auto picks", "why"], rows)
     print(header, file=args.out)
     print(text, file=args.out)
