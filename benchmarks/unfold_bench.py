@@ -63,12 +63,8 @@ class Case:
         return math.prod((n + 2 * self.padding - self.kernel) // self.stride + 1
                          for n in self.spatial)
 
-    @property
-    def tiles(self) -> bool:
-        return self.stride >= self.kernel
-
     def impls(self) -> tuple[str, ...]:
-        return IMPLS if self.tiles else tuple(i for i in IMPLS if i != "reshape")
+        return IMPLS
 
     def label(self) -> str:
         return (f"N={self.batch} C={self.channels} {'x'.join(map(str, self.spatial))} "

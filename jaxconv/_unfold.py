@@ -51,10 +51,15 @@ Impls (peers, compared with each other and with PyTorch in the tests):
   :func:`jaxconv.impls.gather.col2im` (scatter-add as strided pads per axis);
 * ``slices``: one strided slice of the padded input per kernel offset, stacked;
   fold is a sum of one strided ``lax.pad`` per kernel offset;
-* ``reshape``: only for blocks that do not overlap (``s_i >= d_i·(K_i - 1) + 1`` on
-  every axis, e.g. ViT's 16x16/16 patching): crop or zero-pad each axis to ``P·s``,
-  split it into ``(P, s)`` and take ``K`` strided entries of each ``s``; fold is its
-  transpose (interior pad, merge, crop);
+* ``reshape``: blocks that do not overlap (``s_i >= d_i·(K_i - 1) + 1`` on every
+  axis, e.g. ViT's 16x16/16 patching) by reshapes: crop or zero-pad each axis to
+  ``P·s``, split it into ``(P, s)`` and take ``K`` strided entries of each ``s``;
+  fold is its transpose (interior pad, merge, crop). Overlapping blocks split each
+  axis's taps into consecutive groups of ``m = (s - 1) // d + 1`` (the most whose
+  blocks do not overlap, :func:`tap_groups`): each group is such a reshape of the
+  input shifted by its first tap, the groups are concatenated (unfold) or summed
+  (fold: ``prod_i ceil(K_i / m_i)`` image-sized terms, e.g. 4 for an 8x8/4
+  overlap-add where ``slices`` has 64 and an interior pad each);
 * ``auto``: :func:`choose`, per op and shape.
 """
 
@@ -90,12 +95,13 @@ from jaxconv._spec import (
 from jaxconv.impls.gather import col2im, im2col, window_indices
 
 IMPLS = ("auto", "gather", "slices", "reshape")
-# auto's rule. The lead must measure, with benchmarks/unfold_bench.py, unfold and
-# fold (forward, forward+backward) of gather against slices on the ViT patching,
-# 3x3/1 pad 1 and overlap-add shapes, and set these to the faster impl (or make
-# them a function of the spec if the winner depends on the shape).
-AUTO_UNFOLD = "gather"
-AUTO_FOLD = "gather"
+# auto's rule (:func:`choose`), from benchmarks/unfold_bench.py on the 2-core AMD Zen 5
+# (benchmarks/results/zen5/unfold_cpu.md): reshape's unfold was the fastest forward
+# and forward+backward on every shape but one (Swin's 2x2/2 merge, 0.76 ms against
+# slices' 0.56); its fold the fastest everywhere up to 25 groups of taps (3x3/1: 1.39
+# ms against gather's 18.9 and PyTorch's 11.2) and gather's on the 7x7/1 local
+# attention (49 groups: 2.8 ms against 4.0).
+AUTO_FOLD_MAX_GROUPS = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,42 +203,87 @@ def _slices_fold(cols: jax.Array, w: Windows) -> jax.Array:
 
 def tiles(kernel, dilation, stride) -> bool:
     """Do the blocks tile the image without overlapping, ``s_i >= d_i·(K_i - 1) + 1`` on
-    every axis? Then :func:`_reshape_unfold` needs no gather."""
+    every axis? Then :func:`_reshape_unfold` is one group of taps: no concatenation."""
     return all(s >= d * (k - 1) + 1 for k, d, s in zip(kernel, dilation, stride, strict=True))
 
 
-def _reshape_unfold(xp: jax.Array, w: Windows) -> jax.Array:
-    """Non-overlapping blocks (:func:`tiles`) by reshapes. Per axis, block ``p`` reads
-    ``xp[p·s + k·d]``: crop (or zero-pad) the axis to ``P·s`` (the last block ends at
-    ``(P-1)·s + d·(K-1) < Sp``, so the pad is never read), split it into ``(P, s)`` and
-    take ``[0 : d·(K-1) + 1 : d]`` of each ``s``."""
+def tap_groups(kernel, dilation, stride) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Per axis, the taps split into consecutive groups ``[start, stop)`` whose blocks do
+    not overlap: ``m = (s - 1) // d + 1`` taps each (the most with ``s >= d·(m - 1) + 1``),
+    ``ceil(K / m)`` groups; one group where the blocks tile (:func:`tiles`)."""
+    groups = []
+    for k, d, s in zip(kernel, dilation, stride, strict=True):
+        m = min(k, (s - 1) // d + 1)
+        groups.append(tuple((g, min(k, g + m)) for g in range(0, k, m)))
+    return tuple(groups)
+
+
+def _tile_unfold(xp: jax.Array, w: Windows, taps) -> jax.Array:
+    """The blocks of taps ``[start_i, stop_i)`` per axis (non-overlapping:
+    :func:`tap_groups`), ``(N, C, k'_1, …, k'_r, P_1, …, P_r)``, by reshapes. Per axis,
+    block ``p`` reads ``xp[o + p·s + j·d]`` for ``j < k' = stop - start``, ``o = start·d``:
+    crop the first ``o`` entries and crop (or zero-pad) the rest to ``P·s`` (the last
+    read, ``(P-1)·s + d·(K-1)``, is inside ``Sp``, so the pad is never read), split it
+    into ``(P, s)`` and take ``[0 : d·(k'-1) + 1 : d]`` of each ``s`` (``<= s``)."""
     r, (n, c) = w.rank, xp.shape[:2]
+    size = [j1 - j0 for j0, j1 in taps]
     zero = jnp.zeros((), xp.dtype)
-    fit = lax.pad(xp, zero, [(0, 0, 0)] * 2 + [(0, p * s - size, 0) for p, s, size in
-                                               zip(w.blocks, w.stride, w.padded)])
+    fit = lax.pad(xp, zero, [(0, 0, 0)] * 2 + [
+        (-j0 * d, p * s - (n_ - j0 * d), 0)
+        for (j0, _), d, p, s, n_ in zip(taps, w.dilation, w.blocks, w.stride, w.padded)])
     split = fit.reshape(n, c, *itertools.chain.from_iterable(zip(w.blocks, w.stride)))
-    taps = lax.slice(split, (0,) * (2 + 2 * r),
-                     (n, c, *itertools.chain.from_iterable(
-                         (p, d * (k - 1) + 1) for p, k, d in zip(w.blocks, w.kernel, w.dilation))),
-                     (1, 1, *itertools.chain.from_iterable((1, d) for d in w.dilation)))
+    picked = lax.slice(split, (0,) * (2 + 2 * r),
+                       (n, c, *itertools.chain.from_iterable(
+                           (p, d * (k - 1) + 1) for p, k, d in zip(w.blocks, size, w.dilation))),
+                       (1, 1, *itertools.chain.from_iterable((1, d) for d in w.dilation)))
     order = (0, 1, *(3 + 2 * i for i in range(r)), *(2 + 2 * i for i in range(r)))
-    return _to_columns(taps.transpose(order), w)
+    return picked.transpose(order)
+
+
+def _tile_fold(a: jax.Array, w: Windows, taps) -> jax.Array:
+    """Transpose of :func:`_tile_unfold`, ``(N, C, k'…, P…)`` onto the padded image: the
+    strided slice becomes an interior pad up to ``s``, the split a merge, the crops zero
+    pads (and the zero pad a crop)."""
+    r, n = w.rank, a.shape[0]
+    size = [j1 - j0 for j0, j1 in taps]
+    order = (0, 1, *itertools.chain.from_iterable((2 + r + i, 2 + i) for i in range(r)))
+    a = a.transpose(order)  # (N, C, P_1, k'_1, …)
+    zero = jnp.zeros((), a.dtype)
+    spread = lax.pad(a, zero, [(0, 0, 0)] * 2 + list(itertools.chain.from_iterable(
+        ((0, 0, 0), (0, s - d * (k - 1) - 1, d - 1))
+        for k, d, s in zip(size, w.dilation, w.stride))))
+    merged = spread.reshape(n, a.shape[1], *(p * s for p, s in zip(w.blocks, w.stride)))
+    return lax.pad(merged, zero, [(0, 0, 0)] * 2 + [
+        (j0 * d, n_ - j0 * d - p * s, 0)
+        for (j0, _), d, p, s, n_ in zip(taps, w.dilation, w.blocks, w.stride, w.padded)])
+
+
+def _reshape_unfold(xp: jax.Array, w: Windows) -> jax.Array:
+    """Each group of taps whose blocks do not overlap (:func:`tap_groups`) by
+    :func:`_tile_unfold`, concatenated back along the kernel axes (groups are
+    consecutive taps, so the row-major order is kept)."""
+    groups = tap_groups(w.kernel, w.dilation, w.stride)
+
+    def assemble(axis: int, taps: tuple) -> jax.Array:
+        if axis == w.rank:
+            return _tile_unfold(xp, w, taps)
+        parts = [assemble(axis + 1, (*taps, g)) for g in groups[axis]]
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=2 + axis)
+
+    return _to_columns(assemble(0, ()), w)
 
 
 def _reshape_fold(cols: jax.Array, w: Windows) -> jax.Array:
-    """Transpose of :func:`_reshape_unfold`: the strided slice becomes an interior pad up
-    to ``s``, the split a merge, the crop a zero pad (and the zero pad a crop)."""
-    r, n = w.rank, cols.shape[0]
+    """Transpose of :func:`_reshape_unfold`: each group's columns folded by
+    :func:`_tile_fold`, summed (``ceil(K_i / m_i)`` terms per axis, not ``K``)."""
     a = _from_columns(cols, w)  # (N, C, K_1…K_r, P_1…P_r)
-    order = (0, 1, *itertools.chain.from_iterable((2 + r + i, 2 + i) for i in range(r)))
-    a = a.transpose(order)  # (N, C, P_1, K_1, …)
-    zero = jnp.zeros((), cols.dtype)
-    spread = lax.pad(a, zero, [(0, 0, 0)] * 2 + list(itertools.chain.from_iterable(
-        ((0, 0, 0), (0, s - d * (k - 1) - 1, d - 1))
-        for k, d, s in zip(w.kernel, w.dilation, w.stride))))
-    merged = spread.reshape(n, a.shape[1], *(p * s for p, s in zip(w.blocks, w.stride)))
-    return lax.pad(merged, zero, [(0, 0, 0)] * 2 + [(0, size - p * s, 0) for p, s, size in
-                                                    zip(w.blocks, w.stride, w.padded)])
+    total = None
+    for taps in itertools.product(*tap_groups(w.kernel, w.dilation, w.stride)):
+        part = a[(slice(None), slice(None), *(slice(j0, j1) for j0, j1 in taps))]
+        placed = _tile_fold(part, w, taps)
+        total = placed if total is None else total + placed
+    assert total is not None  # at least one tap
+    return total
 
 
 _UNFOLD_KERNELS = {"gather": _gather_unfold, "slices": _slices_unfold,
@@ -243,13 +294,19 @@ _FOLD_KERNELS = {"gather": _gather_fold, "slices": _slices_fold, "reshape": _res
 def choose(op: str, w: Windows, shape: tuple[int, ...]) -> str:
     """auto's impl for `op` ("unfold" or "fold") on windows `w` whose operand has
     `shape`; an explicit impl is kept. Rule measured with benchmarks/unfold_bench.py
-    (docs/unfold.md quotes the table): non-overlapping blocks are reshapes; otherwise
-    :data:`AUTO_UNFOLD` / :data:`AUTO_FOLD`."""
+    (docs/unfold.md quotes the table): reshape, except a fold of more than
+    :data:`AUTO_FOLD_MAX_GROUPS` groups of taps (:func:`tap_groups`: a stride-1 fold
+    of a kernel larger than 5x5), which is gather's scatter-add."""
     if w.impl != "auto":
         return w.impl
-    if tiles(w.kernel, w.dilation, w.stride):
-        return "reshape"
-    return AUTO_UNFOLD if op == "unfold" else AUTO_FOLD
+    if op == "fold" and fold_terms(w) > AUTO_FOLD_MAX_GROUPS:
+        return "gather"
+    return "reshape"
+
+
+def fold_terms(w: Windows) -> int:
+    """The image-sized terms reshape's fold sums: the product of the groups per axis."""
+    return math.prod(len(g) for g in tap_groups(w.kernel, w.dilation, w.stride))
 
 
 # --- the primitives -----------------------------------------------------------------------
@@ -353,14 +410,6 @@ def _geometry(fn: str, rank: int, kernel_size, dilation, padding, stride):
     return kernel, dil, pad, st
 
 
-def _check_tiles(fn: str, impl: str, kernel, dilation, stride) -> None:
-    if impl == "reshape" and not tiles(kernel, dilation, stride):
-        raise _fail(ValueError, fn, "impl='reshape' needs blocks that do not overlap, "
-                    "stride_i >= dilation_i·(kernel_size_i - 1) + 1 on every axis, got "
-                    f"kernel_size={kernel}, dilation={dilation}, stride={stride}; use "
-                    "impl='auto', 'gather' or 'slices'.")
-
-
 def _check_blocks(fn: str, what: str, blocks, kernel, dil, pad) -> None:
     if any(p < 1 for p in blocks):
         raise _fail(ValueError, fn,
@@ -385,7 +434,7 @@ def unfold(input: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
       stride: int or tuple, the step between blocks (default 1).
       padding_mode: ``"zeros"`` (PyTorch's unfold), ``"reflect"`` (``1234 -> 32123432``),
         ``"replicate"`` (``11123444``) or ``"circular"`` (``34123412``); beyond PyTorch.
-      impl: ``"auto"``, ``"gather"`` or ``"slices"`` (module docstring).
+      impl: ``"auto"``, ``"gather"``, ``"slices"`` or ``"reshape"`` (module docstring).
 
     Returns:
       ``(N, C·prod(kernel_size), L)`` (``(C·prod(kernel_size), L)`` unbatched): channel
@@ -431,7 +480,6 @@ def unfold(input: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0,
     padded = tuple(n + 2 * p for n, p in zip(spatial, pad))
     windows = Windows(kernel, dil, st, padded, impl)
     _check_blocks(fn, f"input spatial size {spatial}", windows.blocks, kernel, dil, pad)
-    _check_tiles(fn, impl, kernel, dil, st)
     n = shape[0] if batched else 1
     check_elements(fn, "an output", (n, channels * windows.taps, math.prod(windows.blocks)),
                    "`kernel_size`, `stride`, `dilation` and `padding`")
@@ -454,7 +502,7 @@ def fold(input: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, padd
       output_size: int or tuple of ``r`` ints, the spatial size ``S`` of the image.
       kernel_size, dilation, padding, stride: as for :func:`unfold`; the blocks tile the
         image padded by `padding`, which is cropped afterwards.
-      impl: ``"auto"``, ``"gather"`` or ``"slices"``.
+      impl: ``"auto"``, ``"gather"``, ``"slices"`` or ``"reshape"``.
 
     Returns:
       ``(N, C, *output_size)`` (``(C, *output_size)`` unbatched).
@@ -495,7 +543,6 @@ def fold(input: Any, output_size: Any, kernel_size: Any, dilation: Any = 1, padd
     windows = Windows(kernel, dil, st, padded, impl)
     blocks = windows.blocks
     _check_blocks(fn, f"output_size={size}", blocks, kernel, dil, pad)
-    _check_tiles(fn, impl, kernel, dil, st)
     if length != math.prod(blocks):
         raise _fail(ValueError, fn, f"`input`'s last dimension must be the number of "
                     f"sliding blocks {' * '.join(map(str, blocks))} = {math.prod(blocks)} "

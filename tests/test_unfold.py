@@ -1,6 +1,7 @@
 """jaxconv.unfold / jaxconv.fold against PyTorch (2-d), a NumPy loop (any rank), the
 adjoint identity, the transformations of a jnp reference, and their error texts."""
 
+import dataclasses
 import itertools
 import math
 import pathlib
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxconv import _unfold
 from jaxconv._unfold import fold, unfold
 
 IMPLS = ("gather", "slices", "auto")
@@ -154,7 +156,7 @@ def test_nd_against_loop_and_adjoint(impl, case):
         mat @ c1.reshape(-1), rtol=1e-12, atol=1e-12)
 
 
-# --- reshape: non-overlapping blocks ---------------------------------------------------------
+# --- reshape: groups of taps whose blocks do not overlap -------------------------------------
 
 TILES = [  # kernel, dilation, padding, stride, spatial: stride_i >= dilation_i·(k_i - 1) + 1
     (4, 1, 0, 4, (8, 8)),                 # exact tiles (ViT)
@@ -163,14 +165,33 @@ TILES = [  # kernel, dilation, padding, stride, spatial: stride_i >= dilation_i�
     ((1, 2), 1, 0, (2, 2), (7, 9)),       # odd sizes: the last rows/columns unread
     ((3, 1), (1, 1), (0, 2), (3, 1), (6, 3)),  # stride 1 on a kernel-1 axis
 ]
+OVERLAPPING = [  # several groups of taps on some axis
+    (3, 1, 1, 1, (7, 8)),                 # a 3x3/1 conv's im2col: one tap per group
+    (8, 1, 0, 4, (16, 20)),               # overlap-add, 8x8/4: two groups of 4 per axis
+    ((3, 2), (2, 1), (1, 0), (3, 1), (9, 8)),  # dilated: groups of 2 taps (3 >= 2·1 + 1)
+    ((5, 4), 1, 2, (2, 3), (11, 10)),     # uneven last groups (5 = 2 + 2 + 1, 4 = 3 + 1)
+]
 
 
-@pytest.mark.parametrize("case", range(len(TILES)))
+@pytest.mark.parametrize("kernel, dilation, stride, groups", [
+    ((4,), (1,), (4,), (((0, 4),),)),                       # tiles: one group
+    ((8,), (1,), (4,), (((0, 4), (4, 8)),)),
+    ((3,), (1,), (1,), (((0, 1), (1, 2), (2, 3)),)),
+    ((5, 3), (2, 1), (3, 2), (((0, 2), (2, 4), (4, 5)), ((0, 2), (2, 3)))),
+    ((400,), (1,), (160,), (((0, 160), (160, 320), (320, 400)),)),
+])
+def test_tap_groups_by_hand(kernel, dilation, stride, groups):
+    """m = (s - 1) // d + 1 consecutive taps per group: d·(m - 1) + 1 <= s."""
+    assert _unfold.tap_groups(kernel, dilation, stride) == groups
+
+
+@pytest.mark.parametrize("case", range(len(TILES) + len(OVERLAPPING)))
 def test_reshape_against_torch(torch, case):
-    """impl='reshape' (and auto, which takes it for these) against PyTorch: values and
-    VJPs of unfold and fold, batched (even cases) and unbatched, float64 and complex."""
+    """impl='reshape' and auto against PyTorch, on blocks that tile and blocks that
+    overlap: values and VJPs of unfold and fold, batched (even cases) and unbatched,
+    float64 and complex."""
     F = torch.nn.functional
-    kernel, dil, pad, stride, spatial = TILES[case]
+    kernel, dil, pad, stride, spatial = (TILES + OVERLAPPING)[case]
     dtype = "complex128" if case % 2 else "float64"
     rng = np.random.default_rng(20 + case)
     shape = ((2, 3) if case % 2 == 0 else (3,)) + spatial
@@ -199,6 +220,7 @@ def test_reshape_against_torch(torch, case):
     ((11,), (3,), 2, 1, 5),
     ((5, 7, 6), (2, 1, 3), (1, 1, 2), (1, 0, 1), (2, 3, 5)),
     ((4, 6, 3, 5), 2, 1, (0, 1, 0, 1), 2),
+    ((6, 5, 7), (3, 2, 4), (1, 2, 1), (1, 0, 1), (1, 1, 3)),  # overlapping: groups
 ])
 def test_reshape_nd_against_loop_adjoint_and_gather(spatial, kernel, dil, pad, stride):
     rng = np.random.default_rng(30)
@@ -209,7 +231,8 @@ def test_reshape_nd_against_loop_adjoint_and_gather(spatial, kernel, dil, pad, s
     cols = rng.standard_normal(y.shape)
     back = fold(cols, spatial, kernel, **geo, impl="reshape")
     np.testing.assert_allclose(np.vdot(y, cols), np.vdot(x, back), rtol=1e-12)
-    np.testing.assert_array_equal(back, fold(cols, spatial, kernel, **geo, impl="gather"))
+    np.testing.assert_allclose(back, fold(cols, spatial, kernel, **geo, impl="gather"),
+                               rtol=1e-12, atol=1e-12)
     # the transformations through the reshape kernels: jvp, vmap, grad of grad
     f = lambda a: jnp.sum(jnp.sin(unfold(a, kernel, **geo, impl="reshape")) ** 2)  # noqa: E731
     g = lambda a: jnp.sum(jnp.sin(unfold(a, kernel, **geo, impl="gather")) ** 2)  # noqa: E731
@@ -220,19 +243,41 @@ def test_reshape_nd_against_loop_adjoint_and_gather(spatial, kernel, dil, pad, s
                                jax.vmap(jax.grad(g))(xs[:, None]), rtol=1e-12)
 
 
-def test_auto_takes_reshape_for_tiles_only():
-    """auto's choice, read from the lowered program: non-overlapping blocks are reshapes
-    and slices (no gather), overlapping ones are not reshape (impl='reshape' refuses)."""
+@pytest.mark.parametrize("op, kernel, dilation, stride, want", [
+    ("unfold", (16, 16), (1, 1), (16, 16), "reshape"),  # ViT patching: one group
+    ("unfold", (3, 3), (1, 1), (1, 1), "reshape"),      # overlapping: 9 groups
+    ("unfold", (7, 7), (1, 1), (1, 1), "reshape"),
+    ("unfold", (400,), (1,), (160,), "reshape"),        # audio framing
+    ("fold", (8, 8), (1, 1), (4, 4), "reshape"),        # overlap-add: 4 groups
+    ("fold", (5, 5), (1, 1), (1, 1), "reshape"),        # 25 groups
+    ("fold", (3, 3), (2, 2), (1, 1), "reshape"),
+    ("fold", (7, 7), (1, 1), (1, 1), "gather"),         # 49 groups
+    ("fold", (3, 3, 3, 3), (1,) * 4, (1,) * 4, "gather"),  # 81
+])
+def test_auto_rule(op, kernel, dilation, stride, want):
+    """auto's rule (jaxconv/_unfold.py, from benchmarks/unfold_bench.py): reshape,
+    except a fold of more than AUTO_FOLD_MAX_GROUPS groups of taps; explicit impls kept."""
+    w = _unfold.Windows(kernel, dilation, stride, tuple(2 * k * s for k, s in
+                                                          zip(kernel, stride)), "auto")
+    assert _unfold.choose(op, w, ()) == want
+    assert _unfold.choose(op, dataclasses.replace(w, impl="slices"), ()) == "slices"
+
+
+def test_auto_runs_reshape_in_the_program():
+    """auto's choice, read from the lowered program: reshape's unfold (tiling or not),
+    its VJP and its fold hold no gather, gather's unfold does."""
     x = jnp.zeros((2, 3, 16, 16))
 
     def hlo(f, a):
         return jax.jit(f).lower(a).as_text()
 
     assert "gather" not in hlo(lambda a: unfold(a, 4, stride=4), x)
+    assert "gather" not in hlo(lambda a: unfold(a, 3, padding=1), x)
     assert "gather" not in hlo(lambda a: unfold(a, 2, dilation=2, stride=3), x)
+    assert "gather" in hlo(lambda a: unfold(a, 3, padding=1, impl="gather"), x)
     cols = unfold(x, 4, stride=4)
     assert "gather" not in hlo(lambda c: fold(c, 16, 4, stride=4), cols)
-    assert "gather" not in hlo(jax.grad(lambda a: jnp.sum(unfold(a, 4, stride=4) ** 2)), x)
+    assert "gather" not in hlo(jax.grad(lambda a: jnp.sum(unfold(a, 3, padding=1) ** 2)), x)
 
 
 def test_impls_agree_on_vit_patching():
@@ -417,14 +462,6 @@ ERRORS = [
     (lambda: unfold(X, 3, impl="lax"), ValueError,
      "jaxconv.unfold: `impl` must be one of ('auto', 'gather', 'slices', 'reshape'), got "
      "impl='lax'."),
-    (lambda: unfold(X, 3, stride=(3, 2), impl="reshape"), ValueError,
-     "jaxconv.unfold: impl='reshape' needs blocks that do not overlap, stride_i >= "
-     "dilation_i·(kernel_size_i - 1) + 1 on every axis, got kernel_size=(3, 3), "
-     "dilation=(1, 1), stride=(3, 2); use impl='auto', 'gather' or 'slices'."),
-    (lambda: fold(np.zeros((2, 12, 4)), 5, 2, dilation=2, stride=2, impl="reshape"),
-     ValueError, "jaxconv.fold: impl='reshape' needs blocks that do not overlap, stride_i >= "
-     "dilation_i·(kernel_size_i - 1) + 1 on every axis, got kernel_size=(2, 2), "
-     "dilation=(2, 2), stride=(2, 2); use impl='auto', 'gather' or 'slices'."),
     (lambda: unfold([1, 2], 3), TypeError,
      "jaxconv.unfold: `input` must be an array (jax.Array or numpy.ndarray), got list."),
     (lambda: fold(np.zeros((2, 27, 9)), (5, 5), (2, 2)), ValueError,
@@ -475,4 +512,4 @@ def test_benchmark_quick():
             assert re.search(rf"\| {case} \| (unfold|fold) \| {variant} \|", run.stdout), (
                 case, variant, run.stdout)
     assert "| vit_patch | fold | reshape |" in run.stdout
-    assert "| conv3x3 | fold | reshape |" not in run.stdout  # overlapping: not applicable
+    assert "| conv3x3 | fold | reshape |" in run.stdout  # overlapping: groups of taps

@@ -40,14 +40,6 @@ def _geometry(fn: str, rank: int, **args: Any) -> dict[str, tuple[int, ...]]:
     return dict(kernel_size=kernel, dilation=dil, padding=pad, stride=st)
 
 
-def _check_impl(fn: str, impl: Any, geometry: dict[str, tuple[int, ...]]) -> str:
-    """The functions' impl checks, including reshape's non-overlapping blocks."""
-    impl = _unfold._check_impl(fn, impl)
-    _unfold._check_tiles(fn, impl, geometry["kernel_size"], geometry["dilation"],
-                         geometry["stride"])
-    return impl
-
-
 def _check_params(fn: str, params: Any) -> None:
     if not isinstance(params, Mapping) or params:
         got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
@@ -87,7 +79,7 @@ class Unfold(_NoParams):
       stride: int or tuple, >= 1 (default 1).
       padding_mode: ``"zeros"`` (PyTorch's), or beyond PyTorch ``"reflect"``,
         ``"replicate"``, ``"circular"`` (keyword-only).
-      impl: ``"auto"``, ``"gather"`` or ``"slices"`` (keyword-only; see
+      impl: ``"auto"``, ``"gather"``, ``"slices"`` or ``"reshape"`` (keyword-only; see
         :func:`jaxconv.unfold`).
 
     Shape:
@@ -125,7 +117,7 @@ class Unfold(_NoParams):
         if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
             raise _fail(ValueError, fn, f"`padding_mode` must be one of {PADDING_MODES}, got "
                         f"padding_mode={padding_mode!r}.")
-        values.update(padding_mode=padding_mode, impl=_check_impl(fn, impl, values))
+        values.update(padding_mode=padding_mode, impl=_unfold._check_impl(fn, impl))
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -157,7 +149,8 @@ class Fold(_NoParams):
     Args:
       output_size: int or tuple of ``r`` ints, >= 0: the spatial size ``S`` of the output.
       kernel_size, dilation, padding, stride: as for :class:`Unfold`.
-      impl: ``"auto"``, ``"gather"`` or ``"slices"`` (keyword-only; see :func:`jaxconv.fold`).
+      impl: ``"auto"``, ``"gather"``, ``"slices"`` or ``"reshape"`` (keyword-only; see
+        :func:`jaxconv.fold`).
 
     Shape:
       Input ``(N, C * prod(kernel_size), L)`` or unbatched ``(C * prod(kernel_size), L)``
@@ -187,7 +180,7 @@ class Fold(_NoParams):
         values: dict[str, Any] = dict(
             output_size=non_negative_tuple(fn, "output_size", output_size, rank))
         values.update(_geometry(fn, rank, **args))
-        values.update(impl=_check_impl(fn, impl, values))
+        values.update(impl=_unfold._check_impl(fn, impl))
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
