@@ -129,7 +129,8 @@ def _section(folder: pathlib.Path, out_dir: str, title: str, name: str, note: st
         parts += [note, ""]
     if header:
         parts += [f"*{header}*", ""]
-    parts += [text, "", f"Source: `benchmarks/results/{out_dir + '/' if out_dir else ''}{name}`.", ""]
+    source = f"benchmarks/results/{out_dir + '/' if out_dir else ''}{name}"
+    parts += [text, "", f"Source: `{source}`.", ""]
     plot = path.with_suffix(".png")
     if plot.exists():
         target = f"performance/{out_dir or 'zen3'}/{plot.name}"

@@ -67,7 +67,10 @@ KERNELS = ("forward", "input_grad", "weight_grad")
 # Rule thresholds (see the module docstring and docs/auto.md).
 SHIFT_MAX_GROUP_IN = 8  # shift-and-add beats matmul-based kernels up to this C_in / groups
 SHIFT_MAX_TERMS = 512  # Cg * prod(K) (F, W) and M * prod(K) (T): unrolled terms per output
-SMALL_SPATIAL = 16  # output positions per sample at or below which patches + matmul win
+SMALL_SPATIAL = 25  # output positions per sample at or below which patches + matmul win
+# (late_3x3_512 at 4x4, and on the Zen 5 small_3x3_512 at 5x5: 2.1 against lax's 3.6 ms
+# forward, 7.3 against 9.5 f+b; grouped_3x3_2x2: 0.1 against shift's 0.7, 0.4 against 2.1)
+INFERENCE_STEM_MAX_TAPS = 9  # strided stems (<= STEM_MAX_IN channels): shift's forward alone
 PHASES_MAX_IN = 16  # strided input gradients with at most this many input channels: phases,
 PHASES_MIN_POSITIONS = 100  # ... or with at least this many output positions per sample (3x3
 # at stride 2, AVX2 machine: won with 16-256 channels at 196-3136 positions, 1-d too; at 49
@@ -154,6 +157,10 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         if group_out * taps > SHIFT_MAX_TERMS:
             t, reasons[1] = "gather", f"{group_out * taps} terms per input: gather"
         return AutoChoice(f, t, w, _three(reasons))
+    if out_positions <= SMALL_SPATIAL:
+        why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}): "
+               "im2col + one matmul" + (f" per group ({groups} groups)" if groups > 1 else ""))
+        return AutoChoice("gather", "gather", "gather", (why,) * 3)
     if groups > 1 and groups <= SPLIT_MAX_GROUPS:
         why = (f"{groups} groups (<= {SPLIT_MAX_GROUPS}) of {group_in} input channels: "
                "fold, which splits them into dense XLA convolutions, one per group (XLA's "
@@ -173,10 +180,6 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
             return AutoChoice("shift", "gather", "gather", pointwise)
         return AutoChoice("shift", "gather", "gather", pointwise, "gather",
                           why + " (gather's, the faster alone on a CPU without AVX-512)")
-    if out_positions <= SMALL_SPATIAL:
-        why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}): "
-               "im2col + one matmul")
-        return AutoChoice("gather", "gather", "gather", (why,) * 3)
     if spec.rank >= 3:
         t_how = ("folded to 2-d on the output side" if not strided else
                  "stride phases, each folded to 2-d" if phases else
@@ -229,6 +232,13 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
                 f"strided 2-d, {group_in} input channels, kernel {tuple(kernel)} at stride "
                 f"{spec.stride}: fold's space-to-depth, one stride-1 XLA convolution with the "
                 "stride phases as channels (measured faster than the rules above here)")
+    if (spec.rank == 2 and strided and group_in <= STEM_MAX_IN
+            and taps <= INFERENCE_STEM_MAX_TAPS and picks[0] == "lax"):
+        # stem_3x3_s2 on the Zen 5: shift's forward 2.7 ms against lax's 7.8 (PyTorch 1.1);
+        # inside forward+backward all three ran 29-31 ms, and a 7x7 stem's shift is slower
+        return AutoChoice(*_three(picks), _three(reasons), "shift", (
+            f"strided 2-d stem, {group_in} input channels (<= {STEM_MAX_IN}), {taps} taps "
+            f"(<= {INFERENCE_STEM_MAX_TAPS}): one matmul per tap, the faster forward alone"))
     return AutoChoice(*_three(picks), _three(reasons))
 
 

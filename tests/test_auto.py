@@ -36,6 +36,14 @@ IMPLS = jaxconv.available_impls()
     (((8, 256, 28, 28), (256, 256, 1, 1)), {}, ("shift", "gather", "gather")),
     (((8, 512, 4, 4), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
     (((8, 512, 2, 2), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
+    (((4, 512, 5, 5), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),  # 25 positions
+    (((4, 256, 10, 10), (256, 256, 3, 3)), dict(padding=1), ("lax",) * 3),  # 100
+    # ... grouped with more than 8 channels per group, and 1x1, on tiny maps too (depthwise
+    # keeps shift-and-add)
+    (((8, 400, 2, 2), (400, 16, 3, 3)), dict(padding=1, groups=25), ("gather",) * 3),
+    (((8, 128, 4, 4), (128, 32, 3, 3)), dict(padding=1, groups=4), ("gather",) * 3),
+    (((8, 192, 2, 2), (1152, 192, 1, 1)), {}, ("gather",) * 3),
+    (((8, 128, 2, 2), (128, 1, 3, 3)), dict(padding=1, groups=128), ("shift",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
     (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
     # strided 2-d with few input channels and a kernel the stride phases fit (at most a
@@ -418,6 +426,25 @@ def test_no_inference_forward_with_autodiff_jax_or_conv_transpose(how):
             lambda a, b: jnp.sum(jaxconv.conv_transpose2d(a, b, impl=impl) ** 2))
         assert _program(f("auto"), g, w) == _program(f(triple), g, w)
     assert jaxconv.explain_auto((3, 6, 7, 5), (6, 10, 1, 1), transpose=True).inference is None
+
+
+@pytest.mark.parametrize(("shapes", "kwargs", "inference"), [
+    (((8, 3, 224, 224), (32, 3, 3, 3)), dict(stride=2, padding=1), "shift"),  # stem_3x3_s2
+    (((8, 4, 64, 64), (16, 4, 2, 2)), dict(stride=2), None),  # space-to-depth: fold's F
+    (((8, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), None),  # 49 taps
+    (((8, 8, 64, 64), (32, 8, 3, 3)), dict(stride=2, padding=1), None),  # 8 channels
+    (((8, 3, 64, 64), (32, 3, 3, 3)), dict(padding=1), None),  # stride 1
+])
+def test_inference_forward_of_strided_stems(shapes, kwargs, inference):
+    """A strided 2-d stem (<= 4 input channels, <= 9 taps) runs shift's forward where
+    the call is not differentiated (stem_3x3_s2: 2.7 ms against lax's 7.8 on the Zen
+    5); its differentiated kernels are unchanged."""
+    choice = jaxconv.explain_auto(*shapes, **kwargs, backend="cpu", avx512=True)
+    assert choice.inference == inference
+    if inference:
+        assert re.search(r"^inference\s+shift\s+strided 2-d stem, 3 input channels \(<= 4\), "
+                         r"9 taps \(<= 9\): one matmul per tap", str(choice), re.M)
+        assert choice.forward == "lax"
 
 
 def test_explain_auto_names_the_inference_forward():

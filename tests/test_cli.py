@@ -346,7 +346,7 @@ def test_kernels_mode_names_the_fastest_and_autos_pick(tmp_path, capsys, monkeyp
                for r in rows)
     # a 1x1 forward timed alone is not differentiated: auto's pick is its inference forward
     # (gather's without AVX-512; with it there is none, and the pick is the forward, shift's)
-    pointwise = ["bench", "--kernels", "--layer", "2d N=1 C=4 HW=4 O=4 k=1", "--repeats", "1",
+    pointwise = ["bench", "--kernels", "--layer", "2d N=1 C=4 HW=6 O=4 k=1", "--repeats", "1",
                  "--min-time", "0", "--json", str(path)]
     assert main(pointwise) == 0
     assert [r["auto"] for r in json.loads(path.read_text())] == ["gather", "gather", "gather"]

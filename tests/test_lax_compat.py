@@ -370,7 +370,7 @@ def test_flax_runs_jaxconv():
     """The module's program holds jaxconv's hand-written rules (its primitives), and with
     a non-lax impl no XLA convolution at all."""
     nn = pytest.importorskip("flax.linen")
-    x, = _arrays((1, 5, 5, 2))
+    x, = _arrays((1, 6, 6, 2))  # 36 output positions: auto's XLA convolution (<= 25: gather)
     for impl, has_conv in (("auto", True), ("gather", False)):
         layer = nn.Conv(3, (3, 3), param_dtype=jnp.float64,
                         conv_general_dilated=functools.partial(conv_general_dilated, impl=impl))
