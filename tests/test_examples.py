@@ -40,6 +40,7 @@ def held_out_losses(out: str) -> tuple[float, float]:
     return float(m[1]), float(m[2])
 
 
+@pytest.mark.exhaustive  # ~8 s; the quick tier runs two other examples
 def test_compare_impls_runs():
     out = run_example("compare_impls.py")
     assert re.search(r"^worst relative gap \S+: OK$", out, re.M), out

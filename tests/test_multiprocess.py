@@ -24,8 +24,8 @@ def _run(tmp_path, *args):
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("layout", [
-    "data", pytest.param("spatial", marks=pytest.mark.exhaustive)])  # 20 s each
+@pytest.mark.exhaustive  # two processes, 20 s each layout
+@pytest.mark.parametrize("layout", ["data", "spatial"])
 def test_two_processes_equal_one(tmp_path, layout):
     pytest.importorskip("optax")
     one = _run(tmp_path, "--layout", layout)
