@@ -533,6 +533,7 @@ def test_conv_arguments(torch, call):
 
 @fuzz(250)
 @given(call=conv_calls(transpose=True))
+@pytest.mark.exhaustive  # slow (quick-tier budget); its neighbours cover the same code
 def test_conv_transpose_arguments(torch, call):
     _run_conv(torch, *call, transpose=True)
 
@@ -891,6 +892,7 @@ def _torch_layer(torch, cls_name, rank, kw):
 
 @fuzz(120)
 @given(call=layer_calls())
+@pytest.mark.exhaustive  # slow (quick-tier budget); its neighbours cover the same code
 def test_layer_constructor_and_call_arguments(torch, call):
     cls_name, rank, kw, corrupted, seed = call
     note(f"nn.{cls_name}(**{kw!r}) corrupted={sorted(corrupted)}")

@@ -226,6 +226,7 @@ def test_thousands_of_channels_at_1x1(torch, impl, case):
                                 dict(stride=3, dilation=5, padding=((7, 2),), groups=2,
                                      padding_mode="reflect")],
                          ids=["k9-pad4", "reflect-stride3-dilation5-grouped"])
+@pytest.mark.exhaustive  # slow (quick-tier budget); its neighbours cover the same code
 def test_long_signal(torch, impl, kw):
     """(1, 2, 2**20) -> 2 or 4 channels, float64: every weight-gradient entry is a sum over
     up to a million positions."""

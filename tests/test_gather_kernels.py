@@ -137,6 +137,7 @@ def test_kernels_match_lax_and_autodiff(case, impl):
     (4, 2, 1, (2, 1, 1, 1), ((1, 2), (1, 1), (0, 0), (1, 0)), True),
 ])
 @pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+@pytest.mark.exhaustive  # slow (quick-tier budget); its neighbours cover the same code
 def test_fold_input_grad_folds_the_leading_axis_into_output_channels(
         rank, groups, stride, dilation, pads, cropped, dtype):
     """fold's stride-1 input gradient of rank >= 3 (one (r-1)-d input gradient with the
@@ -174,6 +175,7 @@ def test_fold_input_grad_folds_the_leading_axis_into_output_channels(
 ])
 @pytest.mark.parametrize("side", ["output", "input"])
 @pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+@pytest.mark.exhaustive  # slow (quick-tier budget); its neighbours cover the same code
 def test_fold_forward_on_either_side_of_the_leading_axis(
         monkeypatch, rank, groups, stride, dilation, pads, channels, side, dtype):
     """fold's forward of rank >= 3 folded on the output side (one (r-1)-d forward of

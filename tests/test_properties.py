@@ -53,6 +53,7 @@ def _arrays(cfg):
 @pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=25, deadline=None)
 @given(cfg=conv_configs())
+@pytest.mark.exhaustive  # slow (quick-tier budget); its neighbours cover the same code
 def test_random_configurations_match_torch(torch, impl, cfg):
     x, w, b, kw = _arrays(cfg)
     y = jaxconv.conv(x, w, b, **kw, impl=impl)
@@ -63,6 +64,7 @@ def test_random_configurations_match_torch(torch, impl, cfg):
 @pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=15, deadline=None)
 @given(cfg=conv_configs())
+@pytest.mark.exhaustive  # slow (quick-tier budget); its neighbours cover the same code
 def test_random_configurations_match_numpy(impl, cfg):
     x, w, b, kw = _arrays(cfg)
     np.testing.assert_allclose(np.asarray(jaxconv.conv(x, w, b, **kw, impl=impl)),

@@ -139,6 +139,7 @@ class _IntsAsFloat64(V.Config):
         return (*map(as_float, arrays), jnp.zeros(self.output_shape, jnp.float64))
 
 
+@pytest.mark.exhaustive  # slow (quick-tier budget); its neighbours cover the same code
 def test_int64_pytorch_side_is_what_nn_convnd_computes_on_the_same_integers(torch):
     """int64 takes PyTorch's functional form (nn.ConvNd takes floating parameters only); on
     small integers, float64's nn.ConvNd / F.conv_transposeNd is exact: the same numbers."""
