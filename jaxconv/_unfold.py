@@ -201,16 +201,11 @@ def _slices_fold(cols: jax.Array, w: Windows) -> jax.Array:
     return total
 
 
-def tiles(kernel, dilation, stride) -> bool:
-    """Do the blocks tile the image without overlapping, ``s_i >= d_i·(K_i - 1) + 1`` on
-    every axis? Then :func:`_reshape_unfold` is one group of taps: no concatenation."""
-    return all(s >= d * (k - 1) + 1 for k, d, s in zip(kernel, dilation, stride, strict=True))
-
-
 def tap_groups(kernel, dilation, stride) -> tuple[tuple[tuple[int, int], ...], ...]:
     """Per axis, the taps split into consecutive groups ``[start, stop)`` whose blocks do
     not overlap: ``m = (s - 1) // d + 1`` taps each (the most with ``s >= d·(m - 1) + 1``),
-    ``ceil(K / m)`` groups; one group where the blocks tile (:func:`tiles`)."""
+    ``ceil(K / m)`` groups; one group where the blocks tile the image without overlapping
+    (``s >= d·(K - 1) + 1``: no concatenation)."""
     groups = []
     for k, d, s in zip(kernel, dilation, stride, strict=True):
         m = min(k, (s - 1) // d + 1)
@@ -291,9 +286,9 @@ _UNFOLD_KERNELS = {"gather": _gather_unfold, "slices": _slices_unfold,
 _FOLD_KERNELS = {"gather": _gather_fold, "slices": _slices_fold, "reshape": _reshape_fold}
 
 
-def choose(op: str, w: Windows, shape: tuple[int, ...]) -> str:
-    """auto's impl for `op` ("unfold" or "fold") on windows `w` whose operand has
-    `shape`; an explicit impl is kept. Rule measured with benchmarks/unfold_bench.py
+def choose(op: str, w: Windows) -> str:
+    """auto's impl for `op` ("unfold" or "fold") on windows `w`; an explicit impl is
+    kept. Rule measured with benchmarks/unfold_bench.py
     (docs/unfold.md quotes the table): reshape, except a fold of more than
     :data:`AUTO_FOLD_MAX_GROUPS` groups of taps (:func:`tap_groups`: a stride-1 fold
     of a kernel larger than 5x5), which is gather's scatter-add."""
@@ -324,11 +319,11 @@ def _fold_shape(cols, w: Windows):
 
 
 def _run_unfold(xp, *, windows):
-    return _UNFOLD_KERNELS[choose("unfold", windows, xp.shape)](xp, windows)
+    return _UNFOLD_KERNELS[choose("unfold", windows)](xp, windows)
 
 
 def _run_fold(cols, *, windows):
-    return _FOLD_KERNELS[choose("fold", windows, cols.shape)](cols, windows)
+    return _FOLD_KERNELS[choose("fold", windows)](cols, windows)
 
 
 @functools.cache

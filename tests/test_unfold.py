@@ -259,8 +259,8 @@ def test_auto_rule(op, kernel, dilation, stride, want):
     except a fold of more than AUTO_FOLD_MAX_GROUPS groups of taps; explicit impls kept."""
     w = _unfold.Windows(kernel, dilation, stride, tuple(2 * k * s for k, s in
                                                           zip(kernel, stride)), "auto")
-    assert _unfold.choose(op, w, ()) == want
-    assert _unfold.choose(op, dataclasses.replace(w, impl="slices"), ()) == "slices"
+    assert _unfold.choose(op, w) == want
+    assert _unfold.choose(op, dataclasses.replace(w, impl="slices")) == "slices"
 
 
 def test_auto_runs_reshape_in_the_program():
