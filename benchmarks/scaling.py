@@ -1,11 +1,13 @@
 """Step time of examples/sharded_training.py against the number of (simulated) devices.
 
-    python benchmarks/scaling.py [--steps 30] [--markdown benchmarks/results/scaling_cpu.md]
+    python benchmarks/scaling.py [--steps 30] [--axes explicit auto]
+                                 [--markdown benchmarks/results/zen5/scaling_cpu.md]
 
-Runs the example once per (layout, devices, processes) in its own process and
-prints the median step time it reports. On one CPU, simulated devices share the
-same cores: the table shows what sharding costs (halo exchanges, gradient
-all-reduces, per-device dispatch), not a speed-up.
+Runs the example once per (mesh axis types, layout, devices, processes) in its own
+process and prints the median step time it reports: explicit axes (jaxconv's
+``shard_map`` path) and automatic axes (its kernels' ``custom_partitioning``). On
+one CPU, simulated devices share the same cores: the table shows what sharding
+costs (halo exchanges, gradient all-reduces, per-device dispatch), not a speed-up.
 """
 
 from __future__ import annotations
@@ -26,21 +28,25 @@ RUNS = [("data", 1, 1), ("data", 2, 1), ("data", 4, 1), ("data", 8, 1),
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--axes", nargs="+", choices=("explicit", "auto"),
+                   default=["explicit", "auto"], help="mesh axis types to run")
     p.add_argument("--markdown", default=None, help="also write the table here")
     args = p.parse_args(argv)
-    rows = ["| layout | devices | processes | mesh input | median step ms |",
-            "|---|---:|---:|---|---:|"]
+    rows = ["| axes | layout | devices | processes | input sharding | median step ms |",
+            "|---|---|---:|---:|---|---:|"]
     for layout, devices, processes in RUNS:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = pathlib.Path(tmp) / "r.json"
-            cmd = [sys.executable, str(ROOT / "examples" / "sharded_training.py"),
-                   "--layout", layout, "--devices", str(devices), "--processes",
-                   str(processes), "--steps", str(args.steps), "--out", str(out)]
-            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-            r = json.loads(out.read_text())
-        rows.append(f"| {layout} | {r['devices']} | {r['processes']} | "
-                    f"`{r['input_type']}` | {r['median_step_ms']:.1f} |")
-        print(rows[-1], flush=True)
+        for axes in args.axes:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = pathlib.Path(tmp) / "r.json"
+                cmd = [sys.executable, str(ROOT / "examples" / "sharded_training.py"),
+                       "--layout", layout, "--devices", str(devices), "--processes",
+                       str(processes), "--steps", str(args.steps), "--axes", axes,
+                       "--out", str(out)]
+                subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+                r = json.loads(out.read_text())
+            rows.append(f"| {axes} | {layout} | {r['devices']} | {r['processes']} | "
+                        f"`{r['input_sharding']}` | {r['median_step_ms']:.1f} |")
+            print(rows[-1], flush=True)
     table = "\n".join(rows)
     print(table)
     if args.markdown:

@@ -3,14 +3,18 @@
     python examples/sharded_training.py                       # 8 simulated CPU devices
     python examples/sharded_training.py --layout spatial      # also split the image height
     python examples/sharded_training.py --processes 2         # 2 processes x 4 devices
+    python examples/sharded_training.py --axes auto           # automatic mesh axes
     python examples/sharded_training.py --quick               # CI: a few steps
 
-The mesh uses explicit axes (``jax.make_mesh``'s default): the batch is split over
-the ``data`` axis and, with ``--layout spatial``, the image height over ``space``.
-jaxconv reads that layout from the arrays' types and convolves per shard (halo
-exchange for the height, padding modes at the image edges); the parameters are
-replicated and their gradients summed over all shards. Nothing in the model or the
-step function mentions devices: on a GPU or TPU host (``--devices 0`` uses the
+The batch is split over the ``data`` mesh axis and, with ``--layout spatial``, the
+image height over ``space``. With explicit axes (``jax.make_mesh``'s default,
+``--axes explicit``) jaxconv reads that layout from the arrays' types and convolves
+per shard with ``shard_map``; with automatic axes (``--axes auto``, what a plain
+``jax.sharding.Mesh`` gives) XLA partitions the program and jaxconv's kernels
+partition themselves (``custom_partitioning``). Either way: a halo exchange for the
+height, the padding modes at the image edges, the parameters replicated and their
+gradients summed over all shards. Nothing in the model or the step function
+mentions devices: on a GPU or TPU host (``--devices 0`` uses the
 devices that are there) or a cluster (``jax.distributed.initialize()`` with the
 cluster's own coordinator) the same program runs unchanged.
 
@@ -40,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--process-id", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--coordinator", default=None, help=argparse.SUPPRESS)
     p.add_argument("--layout", choices=("data", "spatial"), default="data")
+    p.add_argument("--axes", choices=("explicit", "auto"), default="explicit",
+                   help="the mesh's axis types (default: explicit)")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--impl", default="auto")
@@ -81,14 +87,15 @@ def main(argv=None) -> int:
     import jax.numpy as jnp
     import numpy as np
     import optax
-    from jax.sharding import NamedSharding
+    from jax.sharding import AxisType, NamedSharding
     from jax.sharding import PartitionSpec as P
 
     from jaxconv import nn
 
     n_dev = jax.device_count()
     space = 2 if args.layout == "spatial" and n_dev % 2 == 0 else 1
-    mesh = jax.make_mesh((n_dev // space, space), ("data", "space"))
+    kind = AxisType.Explicit if args.axes == "explicit" else AxisType.Auto
+    mesh = jax.make_mesh((n_dev // space, space), ("data", "space"), axis_types=(kind, kind))
     x_spec = P("data", None, "space") if space > 1 else P("data")
     main_process = jax.process_index() == 0
 
@@ -150,14 +157,17 @@ def main(argv=None) -> int:
                 print(f"step {i:3d}  loss {loss:.4f}", flush=True)
         checksum = float(sum(jnp.sum(jnp.abs(a)) for a in jax.tree.leaves(params)))
         x_type = str(jax.typeof(xs))
+        x_sharding = str(xs.sharding.spec)
 
     step_ms = 1e3 * float(np.median(times[1:] if len(times) > 1 else times))
     result = dict(devices=n_dev, processes=jax.process_count(), layout=args.layout,
                   steps=args.steps, final_loss=loss, param_checksum=checksum,
-                  median_step_ms=step_ms, input_type=x_type)
+                  median_step_ms=step_ms, input_type=x_type, input_sharding=x_sharding,
+                  axes=args.axes)
     if main_process:
         print(f"{n_dev} devices in {jax.process_count()} process(es), mesh "
-              f"{dict(mesh.shape)}, input {x_type}: median step {step_ms:.1f} ms, "
+              f"{dict(mesh.shape)} ({args.axes} axes), input {x_type} sharded "
+              f"{x_sharding}: median step {step_ms:.1f} ms, "
               f"final loss {loss:.4f}, parameter checksum {checksum:.6f}")
         if args.out:
             with open(args.out, "w") as f:

@@ -22,8 +22,9 @@ slices, flips and one concatenation instead of a gather: XLA runs those, and
 their adjoints (slice-adds), several times faster on CPU. Tests hold both paths
 to PyTorch.
 
-The convolutions' pre-pad (:func:`mode_pad`) has a hand-written adjoint
-(docs/backprop.md, §5). With ``xp[j] = x[src(j)]`` along one axis, ``gp`` the
+The convolutions' pre-pad (inside the kernel primitives,
+:mod:`jaxconv._primitives`; :func:`mode_pad` for unfold and fold) has a
+hand-written adjoint (docs/backprop.md, §5). With ``xp[j] = x[src(j)]`` along one axis, ``gp`` the
 gradient of ``xp`` and ``n`` the axis size::
 
     dx[i] = Σ_{j : src(j) = i} gp[j] = gp[lo + i] + Σ_{j border, src(j) = i} gp[j]
@@ -41,7 +42,7 @@ temporaries and 1.06-1.10x the time (``benchmarks/pad_probe.py``,
 :data:`ADJOINT_MAX_BORDER` positions on one axis, and negative ones, keep JAX's
 adjoint for the whole call (each border position is one term of the fused
 sum). A spatially sharded axis gets its edges by concatenation
-(:mod:`jaxconv._sharding`), with JAX's adjoint.
+(:mod:`jaxconv._sharding`, :mod:`jaxconv._partitioning`), with JAX's adjoint.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def pad_trailing(x: jnp.ndarray, pads: Pairs, mode: str, value: Any = 0.0) -> jn
     return x
 
 
-def _fused_adjoint(pads: Pairs, mode: str) -> bool:
+def fused_adjoint(pads: Pairs, mode: str) -> bool:
     """Whether :func:`mode_pad`'s adjoint is :func:`fold_border` (else JAX's)."""
     return not (mode in ("constant", "zeros") or all(lo == 0 and hi == 0 for lo, hi in pads)
                 or any(lo < 0 or hi < 0 or lo + hi > ADJOINT_MAX_BORDER for lo, hi in pads))
@@ -117,7 +118,7 @@ def mode_pad(x: jnp.ndarray, pads: Pairs, mode: str) -> jnp.ndarray:
     Bound as a linear primitive (``jaxconv_mode_pad``) whose transpose is
     :func:`fold_border`: its tangent is the same pad of the tangent, so forward
     mode, reverse mode of any order and ``vmap`` all run through it."""
-    if not _fused_adjoint(pads, mode):
+    if not fused_adjoint(pads, mode):
         return pad_trailing(x, pads, mode)
     return mode_pad_p.bind(x, pads=tuple(tuple(p) for p in pads), mode=mode)
 
@@ -125,7 +126,7 @@ def mode_pad(x: jnp.ndarray, pads: Pairs, mode: str) -> jnp.ndarray:
 def mode_pad_vjp(x: jnp.ndarray, pads: Pairs, mode: str) -> jnp.ndarray:
     """:func:`mode_pad` bound with ``jax.custom_vjp`` (reverse mode only), for
     ``autodiff="custom_vjp"``."""
-    if not _fused_adjoint(pads, mode):
+    if not fused_adjoint(pads, mode):
         return pad_trailing(x, pads, mode)
     return _mode_pad(x, tuple(tuple(p) for p in pads), mode)
 

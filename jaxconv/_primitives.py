@@ -52,7 +52,10 @@ that is not differentiated; the JVP and the transposes rebind with it cleared
 (:func:`training`), so differentiated code runs ``F`` of ``spec.impl``.
 
 Each primitive is lowered from its kernel (``mlir.lower_fun``): the impls stay
-plain JAX functions that know nothing of autodiff.
+plain JAX functions that know nothing of autodiff. The lowering goes through
+``custom_partitioning`` (:mod:`jaxconv._partitioning`), so that under automatic
+mesh axes jaxconv, not XLA's generic rules, splits each kernel per shard; on one
+device it is the kernel itself.
 """
 
 from __future__ import annotations
@@ -67,9 +70,11 @@ from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from jaxconv import _settings
+from jaxconv import _partitioning, _settings
+from jaxconv._padding import fold_border, fused_adjoint, pad_trailing
 from jaxconv._registry import inference_kernel, input_grad_kernel, weight_grad_kernel
 from jaxconv._spec import ConvSpec
+from jaxconv.impls._xla import accumulation_dtype
 
 # The impls whose weight gradient is one XLA convolution, vmapped as it is when both of
 # its operands are mapped (see the batching rule).
@@ -102,7 +107,7 @@ def _bind(prim: Primitive, a, b, **params) -> jax.Array:
 
 
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
-    """``F(x, w)``: the convolution of the already mode-padded `x` (no bias)."""
+    """``F(x, w)``: the convolution of `x` (no bias), its padding mode included."""
     return _bind(forward_p, x, w, spec=spec)
 
 
@@ -128,8 +133,14 @@ def crop_like(y: jax.Array, shape: Sequence[int]) -> jax.Array:
 
 # --- shapes ------------------------------------------------------------------------------
 
+def padded_spatial(spatial: Sequence[int], spec: ConvSpec) -> tuple[int, ...]:
+    """The spatial size of an operand after the pre-pad of ``spec.padding_mode``."""
+    return tuple(n + lo + hi for n, (lo, hi) in zip(spatial, spec.mode_padding, strict=True))
+
+
 def _forward_shape(x, w, *, spec):
-    return (x.shape[0], w.shape[0], *spec.output_spatial(x.shape[2:], w.shape[2:]))
+    return (x.shape[0], w.shape[0],
+            *spec.output_spatial(padded_spatial(x.shape[2:], spec), w.shape[2:]))
 
 
 def _input_grad_shape(g, w, *, spec, in_spatial):
@@ -147,17 +158,49 @@ def _abstract(shape_rule: Callable) -> Callable:
 
 
 # --- kernels: lowering and eager evaluation ----------------------------------------------
+#
+# A padding mode other than zeros is part of each kernel (``P``: the pre-pad, linear):
+#
+#     F(x, w) = K_F(P x, w)      T(g, w) = P^T K_T(g, w)      W(x, g) = K_W(P x, g)
+#
+# with ``K_*`` the impl's kernels on the padded operand. The triangle still holds:
+# <F(x, w), g> = <K_F(P x, w), g> = <P x, K_T(g, w)> = <x, P^T K_T(g, w)> and
+# = <w, K_W(P x, g)>. So the rules above are unchanged, and a kernel sees the
+# unpadded operand, whose spatial axes a sharded lowering splits evenly
+# (:mod:`jaxconv._partitioning`).
+
+def pre_pad(x: jax.Array, spec: ConvSpec) -> jax.Array:
+    """``P x``: the pre-pad of ``spec.padding_mode`` (nothing for zeros)."""
+    return pad_trailing(x, spec.mode_padding, spec.padding_mode)
+
+
+def pre_pad_transpose(y: jax.Array, spec: ConvSpec) -> jax.Array:
+    """``P^T y``: each border entry added onto its source (docs/backprop.md §5), in
+    float32 for half types so that an entry with m copies is rounded once."""
+    pads = spec.mode_padding
+    if all(lo == 0 and hi == 0 for lo, hi in pads):
+        return y
+    acc = accumulation_dtype(y.dtype)
+    if fused_adjoint(pads, spec.padding_mode):
+        return fold_border(y.astype(acc), pads, spec.padding_mode).astype(y.dtype)
+    shape = (*y.shape[:2], *(n - lo - hi for n, (lo, hi) in zip(y.shape[2:], pads,
+                                                                 strict=True)))
+    pad = functools.partial(pad_trailing, pads=pads, mode=spec.padding_mode)
+    (dx,) = jax.linear_transpose(pad, jax.ShapeDtypeStruct(shape, acc))(y.astype(acc))
+    return dx.astype(y.dtype)
+
 
 def _run_forward(x, w, *, spec):
-    return inference_kernel(spec)(x, w, spec)
+    return inference_kernel(spec)(pre_pad(x, spec), w, spec)
 
 
 def _run_input_grad(g, w, *, spec, in_spatial):
-    return input_grad_kernel(spec)(g, w, spec, in_spatial)
+    y = input_grad_kernel(spec)(g, w, spec, padded_spatial(in_spatial, spec))
+    return pre_pad_transpose(y, spec)
 
 
 def _run_weight_grad(x, g, *, spec, kernel):
-    return weight_grad_kernel(spec)(x, g, spec, kernel)
+    return weight_grad_kernel(spec)(pre_pad(x, spec), g, spec, kernel)
 
 
 @functools.cache
@@ -294,8 +337,8 @@ def _batch_rule(prim: Primitive, kind: str) -> Callable:
             # 10 ms). XLA's own batching of that convolution (feature groups) is the
             # fast program: vmap the kernel. A derivative taken through this vmapped W
             # (grad of vmap of a gradient) is then JAX's derivative of W's code.
-            kernel = weight_grad_kernel(spec)
-            y = jax.vmap(lambda x, g: kernel(x, g, spec, params["kernel"]))(
+            y = jax.vmap(lambda x, g: _run_weight_grad(x, g, spec=spec,
+                                                       kernel=params["kernel"]))(
                 jnp.moveaxis(a, da, 0), jnp.moveaxis(b, db, 0))
             return y, 0
         if mapped_a and mapped_b:
@@ -339,7 +382,8 @@ for _prim, _kind, _shape, _run, _bindfn, _transpose in (
          _weight_grad_bind, _weight_grad_transpose)):
     _prim.def_impl(_eager(_prim))
     _prim.def_abstract_eval(_abstract(_shape))
-    mlir.register_lowering(_prim, mlir.lower_fun(_run, multiple_results=False))
+    mlir.register_lowering(_prim, _partitioning.lowering(_kind, _run))
     ad.primitive_jvps[_prim] = _bilinear_jvp(_bindfn)
     ad.primitive_transposes[_prim] = _transpose
     batching.primitive_batchers[_prim] = _batch_rule(_prim, _kind)
+_partitioning.register((forward_p, input_grad_p, weight_grad_p))

@@ -25,15 +25,27 @@ pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (simulat
 
 IMPLS = (*jaxconv.available_impls(), "auto")
 MESH = jax.make_mesh((4, 2), ("a", "b")) if jax.device_count() >= 8 else None
+AXES = ("explicit", "auto")
+# mesh name -> (shape, axis names); each built with explicit and with automatic axes
+MESHES = {"4x2": ((4, 2), ("a", "b")), "8": ((8,), ("d",))}
 
-# layout name -> input spec (N, C, H, W)
+# layout name -> (mesh, input spec (N, C, H, W))
 LAYOUTS = {
-    "batch": P("a"),
-    "height": P(None, None, "a"),
-    "batch+width": P("b", None, None, "a"),
-    "channel": P(None, "a"),
-    "batch+channel": P("b", "a"),
+    "batch": ("4x2", P("a")),
+    "height": ("4x2", P(None, None, "a")),
+    "batch+width": ("4x2", P("b", None, None, "a")),
+    "batch+height": ("4x2", P("a", None, "b")),
+    "channel": ("4x2", P(None, "a")),
+    "batch+channel": ("4x2", P("b", "a")),
+    "batch/8": ("8", P("d")),
+    "height/8": ("8", P(None, None, "d")),
 }
+
+
+def _mesh(name: str, axes: str):
+    shape, names = MESHES[name]
+    kind = AxisType.Explicit if axes == "explicit" else AxisType.Auto
+    return jax.make_mesh(shape, names, axis_types=(kind,) * len(names))
 
 
 def _loss_and_grads(f, *args):
@@ -43,25 +55,36 @@ def _loss_and_grads(f, *args):
     return f(*args), jax.grad(loss, argnums=tuple(range(len(args))))(*args)
 
 
-def _check(f, x, w, b, spec, want_out_spec, batched=True):
-    """f on the sharded x (explicit mesh axes) equals f on one device; shardings kept
-    (the weight gradient is split by output channel where the channels are sharded,
-    replicated otherwise); the compiled program has no all-gather."""
+def _check(f, x, w, b, spec, want_out_spec, batched=True, axes="explicit", mesh="4x2"):
+    """f on the sharded x equals f on one device; the compiled program has no
+    all-gather. Explicit mesh axes (the program runs per shard with shard_map): the
+    shardings are kept (the weight gradient is split by output channel where the
+    channels are sharded, replicated otherwise). Automatic axes (jaxconv's kernels
+    partition themselves): the output stays sharded like the input."""
     y_ref, g_ref = jax.jit(lambda *a: _loss_and_grads(f, *a))(x, w, b)
-    with jax.set_mesh(MESH):
-        xs = jax.device_put(x, NamedSharding(MESH, spec))
-        run = jax.jit(lambda *a: _loss_and_grads(f, *a))
+    m = _mesh(mesh, axes)
+    run = jax.jit(lambda *a: _loss_and_grads(f, *a))
+    if axes == "explicit":
+        with jax.set_mesh(m):
+            xs = jax.device_put(x, NamedSharding(m, spec))
+            y, grads = run(xs, w, b)
+            hlo = run.lower(xs, w, b).compile().as_text()
+    else:
+        xs = jax.device_put(x, NamedSharding(m, spec))
         y, grads = run(xs, w, b)
         hlo = run.lower(xs, w, b).compile().as_text()
     np.testing.assert_allclose(np.asarray(y), np.asarray(y_ref), rtol=1e-10, atol=1e-10)
     for name, g, r in zip(("d_input", "d_weight", "d_bias"), grads, g_ref, strict=True):
         np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-9, atol=1e-9,
                                    err_msg=name)
+    assert not re.search(r"all-gather", hlo), "the sharded program gathers an operand"
+    if axes == "auto":
+        assert _full(y.sharding.spec, y.ndim) == want_out_spec
+        return
     assert jax.typeof(y).sharding.spec == want_out_spec
     assert jax.typeof(grads[0]).sharding.spec == P(*spec, *(None,) * (x.ndim - len(spec)))
     channels = P(*spec, None, None)[1 if batched else 0]
     assert jax.typeof(grads[1]).sharding.spec == P(channels, *(None,) * (w.ndim - 1))
-    assert not re.search(r"all-gather", hlo), "the sharded program gathers an operand"
 
 
 def _arrays(rank=2, c=8, o=8, groups=4, k=3, n=16, batch=8, transpose=False, seed=0):
@@ -75,25 +98,28 @@ def _full(spec, ndim):
     return P(*spec, *(None,) * (ndim - len(spec)))
 
 
+@pytest.mark.parametrize("axes", AXES)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_conv_per_shard_equals_one_device(layout, impl):
+def test_conv_per_shard_equals_one_device(layout, impl, axes):
     x, w, b = _arrays()
-    spec = LAYOUTS[layout]
+    mesh, spec = LAYOUTS[layout]
 
     def f(x, w, b):
         return jaxconv.conv2d(x, w, b, stride=2, padding=1, groups=4, impl=impl)
 
-    _check(f, x, w, b, spec, _full(spec, 4))
+    _check(f, x, w, b, spec, _full(spec, 4), axes=axes, mesh=mesh)
 
 
+@pytest.mark.parametrize("axes", AXES)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("layout", ["batch", "height", "channel"])
-def test_forward_mode_per_shard_equals_one_device(layout, impl):
+def test_forward_mode_per_shard_equals_one_device(layout, impl, axes):
     """jvp and the forward-over-reverse HVP (the rules are primitives, so forward mode
     runs per shard too) equal one device's."""
     x, w, b = _arrays()
-    spec = LAYOUTS[layout]
+    mesh, spec = LAYOUTS[layout]
+    m = _mesh(mesh, axes)
     t = jnp.cos(w)
 
     def f(x, w):
@@ -106,27 +132,32 @@ def test_forward_mode_per_shard_equals_one_device(layout, impl):
                 jax.jvp(jax.grad(lambda w: f(x, w)), (w,), (t,))[1])
 
     want = jax.jit(both)(x, w)
-    with jax.set_mesh(MESH):
-        got = jax.jit(both)(jax.device_put(x, NamedSharding(MESH, spec)), w)
+    if axes == "explicit":
+        with jax.set_mesh(m):
+            got = jax.jit(both)(jax.device_put(x, NamedSharding(m, spec)), w)
+    else:
+        got = jax.jit(both)(jax.device_put(x, NamedSharding(m, spec)), w)
     for a, r in zip(got, want, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(r), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("axes", AXES)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_conv_transpose_per_shard_equals_one_device(layout, impl):
+def test_conv_transpose_per_shard_equals_one_device(layout, impl, axes):
     x, w, b = _arrays(transpose=True, k=4)
-    spec = LAYOUTS[layout]
+    mesh, spec = LAYOUTS[layout]
 
     def f(x, w, b):
         return jaxconv.conv_transpose2d(x, w, b, stride=2, padding=1, groups=4, impl=impl)
 
-    _check(f, x, w, b, spec, _full(spec, 4))
+    _check(f, x, w, b, spec, _full(spec, 4), axes=axes, mesh=mesh)
 
 
+@pytest.mark.parametrize("axes", AXES)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
-def test_padding_modes_act_at_the_global_edges(mode, impl):
+def test_padding_modes_act_at_the_global_edges(mode, impl, axes):
     """Height sharded over 4 devices: reflect/replicate from the edge shards' own rows,
     circular wrapping from the last shard to the first; dilation 2 makes the halos 2."""
     x, w, b = _arrays(groups=2)
@@ -136,36 +167,39 @@ def test_padding_modes_act_at_the_global_edges(mode, impl):
         return jaxconv.conv2d(x, w, b, padding=2, dilation=2, groups=2, padding_mode=mode,
                               impl=impl)
 
-    _check(f, x, w, b, spec, _full(spec, 4))
+    _check(f, x, w, b, spec, _full(spec, 4), axes=axes)
 
 
+@pytest.mark.parametrize("axes", AXES)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_3d_depth_sharded(impl):
+def test_3d_depth_sharded(impl, axes):
     x, w, b = _arrays(rank=3, c=4, o=4, groups=1, n=8, batch=2)
     spec = P(None, None, "a")
 
     def f(x, w, b):
         return jaxconv.conv3d(x, w, b, padding="same", padding_mode="circular", impl=impl)
 
-    _check(f, x, w, b, spec, _full(spec, 5))
+    _check(f, x, w, b, spec, _full(spec, 5), axes=axes)
 
 
-def test_unbatched_input_sharded_in_height():
+@pytest.mark.parametrize("axes", AXES)
+def test_unbatched_input_sharded_in_height(axes):
     x, w, b = _arrays(batch=1)
     x = x[0]
 
     def f(x, w, b):
         return jaxconv.conv2d(x, w, b, padding=1, groups=4, padding_mode="reflect")
 
-    _check(f, x, w, b, P(None, "a"), P(None, "a", None), batched=False)
+    _check(f, x, w, b, P(None, "a"), P(None, "a", None), batched=False, axes=axes)
 
 
-def test_layers_and_lax_compat_under_explicit_sharding():
+@pytest.mark.parametrize("axes", AXES)
+def test_layers_under_sharding(axes):
     layer = jaxconv.nn.Conv2d(8, 8, 3, padding=1, groups=4, dtype="float64")
     params = layer.init(jax.random.key(0))
     x, _, _ = _arrays()
     _check(lambda x, w, b: layer({"weight": w, "bias": b}, x), x, params["weight"],
-           params["bias"], P("a"), P("a", None, None, None))
+           params["bias"], P("a"), P("a", None, None, None), axes=axes)
 
 
 @pytest.mark.parametrize("call, message", [
@@ -200,25 +234,75 @@ def test_channels_sharded_across_groups_raise():
 # ---------------------------------------------------------------- automatic axes
 
 
-@pytest.mark.parametrize("groups", [1, 4])
+FALLBACK = "That dimension is gathered first (replicated) under automatic mesh axes; "
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x, w: jaxconv.conv2d(x, w, padding=0, groups=4),
+     "jaxconv: the forward kernel (F) of a 2-d convolution can't be computed per shard "
+     "with dimension 2 sharded over mesh axis 'a' (4 shards): the halo exchange needs an "
+     "output of 16 // stride = 16 rows on that axis, got 14. " + FALLBACK),
+    (lambda x, w: jaxconv.conv2d(x, w, padding=5, dilation=5, groups=4),
+     "the halo exchange needs halos of at most 4 rows (one shard of 4), got (5, 5). "),
+    (lambda x, w: jaxconv.conv2d(x[:, :, :14], w, padding=1, groups=4),
+     "the halo exchange needs 4 shards to divide its 14 rows. "),
+])
+def test_automatic_axes_layouts_that_cant_be_sharded_warn_and_gather(call, message):
+    """Under automatic axes a layout the halo exchange can't do is gathered (with a
+    warning), not refused: the compiler chose it; the values are still right."""
+    mesh = _mesh("4x2", "auto")
+    x, w, _ = _arrays()
+    want = jax.jit(call)(x, w)
+    xs = jax.device_put(x, NamedSharding(mesh, P(None, None, "a")))
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        got = jax.jit(call)(xs, w)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10, atol=1e-10)
+
+
+def test_automatic_axes_channels_across_groups_warn_and_gather():
+    mesh = _mesh("4x2", "auto")
+    x, w, _ = _arrays(groups=2)
+    call = jax.jit(lambda x, w: jaxconv.conv2d(x, w, padding=1, groups=2))
+    want = call(x, w)
+    xs = jax.device_put(x, NamedSharding(mesh, P(None, "a")))
+    with pytest.warns(UserWarning, match=re.escape(
+            "jaxconv: the forward kernel (F) of a 2-d convolution can't be computed per "
+            "shard with its channels sharded over mesh axis 'a': groups must be a multiple "
+            "of the 4 shards, got groups=2. " + FALLBACK)):
+        got = call(xs, w)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
-def test_automatic_axes_data_parallel(impl, groups):
-    """With automatic axes XLA partitions the program: batch-sharded data parallelism on
-    a 1-d mesh is correct for every impl and stays sharded."""
-    mesh = jax.make_mesh((8,), ("d",), axis_types=(AxisType.Auto,))
-    x, w, b = _arrays(groups=groups)
+def test_automatic_axes_mixed_network_never_aborts(impl):
+    """The issue's network (a reflect-padded 3->8, a depthwise and a 4-group stride-2
+    3x3, then a transposed convolution back up) under value_and_grad with plain
+    ``jax.sharding.Mesh`` axes, batch or height sharded: one device's values, the halos
+    as collective permutes, no all-gather."""
+    rng = np.random.default_rng(1)
+    params = [rng.standard_normal(s) for s in ((8, 3, 3, 3), (8, 1, 3, 3), (8, 2, 3, 3),
+                                               (8, 4, 4, 4))]
+    x = rng.standard_normal((16, 3, 32, 32))
 
-    def f(x, w, b):
-        return jaxconv.conv2d(x, w, b, stride=2, padding=1, groups=groups, impl=impl)
+    def net(params, x):
+        w1, w2, w3, w4 = params
+        y = jnp.tanh(jaxconv.conv2d(x, w1, padding=1, padding_mode="reflect", impl=impl))
+        y = jnp.tanh(jaxconv.conv2d(y, w2, padding=1, groups=8, impl=impl))
+        y = jnp.tanh(jaxconv.conv2d(y, w3, padding=1, stride=2, groups=4, impl=impl))
+        y = jaxconv.conv_transpose2d(y, w4, stride=2, padding=1, groups=2, impl=impl)
+        return jnp.sum(y ** 2)
 
-    run = jax.jit(lambda *a: _loss_and_grads(f, *a))
-    y_ref, g_ref = run(x, w, b)
-    xs = jax.device_put(x, NamedSharding(mesh, P("d")))
-    y, grads = run(xs, w, b)
-    np.testing.assert_allclose(np.asarray(y), np.asarray(y_ref), rtol=1e-10, atol=1e-10)
-    for g, r in zip(grads, g_ref, strict=True):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-9, atol=1e-9)
-    assert y.sharding.spec == P("d") and grads[0].sharding.spec == P("d")
+    run = jax.jit(jax.value_and_grad(net))
+    want = run(params, x)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("d",))
+    for spec in (P("d"), P(None, None, "d")):
+        xs = jax.device_put(x, NamedSharding(mesh, spec))
+        got = run(params, xs)
+        for a, r in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(r), rtol=1e-9, atol=1e-9)
+        hlo = run.lower(params, xs).compile().as_text()
+        assert "all-gather" not in hlo
+        assert ("collective-permute" in hlo) == (spec != P("d"))
 
 
 @pytest.mark.xfail(strict=True, reason=(

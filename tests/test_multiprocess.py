@@ -1,4 +1,5 @@
-"""Multi-process data- and spatial-parallel training (examples/sharded_training.py).
+"""Multi-process data- and spatial-parallel training (examples/sharded_training.py),
+with explicit and with automatic mesh axes.
 
 Two processes with 4 CPU devices each, joined by ``jax.distributed.initialize`` on
 a local coordinator (gloo collectives), train the example CNN for a few steps; the
@@ -25,14 +26,18 @@ def _run(tmp_path, *args):
 
 
 @pytest.mark.exhaustive  # two processes, 20 s each layout
+@pytest.mark.parametrize("axes", ["explicit", "auto"])
 @pytest.mark.parametrize("layout", ["data", "spatial"])
-def test_two_processes_equal_one(tmp_path, layout):
+def test_two_processes_equal_one(tmp_path, layout, axes):
     pytest.importorskip("optax")
-    one = _run(tmp_path, "--layout", layout)
-    two = _run(tmp_path, "--layout", layout, "--processes", "2")
+    one = _run(tmp_path, "--layout", layout, "--axes", axes)
+    two = _run(tmp_path, "--layout", layout, "--axes", axes, "--processes", "2")
     assert (one["devices"], one["processes"]) == (8, 1)
     assert (two["devices"], two["processes"]) == (8, 2)
     assert two["input_type"] == one["input_type"]
-    assert ("@space" in one["input_type"]) == (layout == "spatial")
+    assert two["input_sharding"] == one["input_sharding"]
+    assert ("'space'" in one["input_sharding"]) == (layout == "spatial")
+    # explicit axes: the sharding is part of the type
+    assert ("@space" in one["input_type"]) == (layout == "spatial" and axes == "explicit")
     assert two["final_loss"] == pytest.approx(one["final_loss"], rel=1e-5)
     assert two["param_checksum"] == pytest.approx(one["param_checksum"], rel=1e-6)
