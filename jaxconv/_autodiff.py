@@ -26,6 +26,12 @@ impl of the primal: a call that is not differentiated runs it, while the
 forward rule runs ``F`` of ``spec.impl`` (the same convolution, so either
 kernel gives the same values up to rounding).
 
+The kernels are bound as the primitives of :mod:`jaxconv._primitives`
+(:func:`~jaxconv._primitives.run_kernel`), whose JAX rules this binding never
+reaches: the padding mode's pre-pad is part of each, they batch by the
+primitives' rules, and under automatic mesh axes each partitions itself
+(:mod:`jaxconv._partitioning`).
+
 Forward mode: JAX cannot push tangents through a ``custom_vjp`` function, so
 ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise with this binding; the
 default, ``autodiff="custom"``, runs the same rules in both modes.
@@ -38,7 +44,7 @@ import functools
 
 import jax
 
-from jaxconv._registry import inference_kernel, input_grad_kernel, weight_grad_kernel
+from jaxconv._primitives import run_kernel
 from jaxconv._spec import ConvSpec
 
 
@@ -52,9 +58,9 @@ def _crop_like(y: jax.Array, like: jax.Array) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
-    """``F(x, w)``: the convolution (x already mode-padded), hand-written VJP; not
+    """``F(x, w)``: the convolution (its padding mode included), hand-written VJP; not
     differentiated, with ``spec.inference``'s forward kernel where that is set."""
-    return inference_kernel(spec)(x, w, spec)
+    return run_kernel("forward", x, w, spec=spec)
 
 
 def _training(spec: ConvSpec) -> ConvSpec:
@@ -79,7 +85,7 @@ forward.defvjp(_forward_fwd, _forward_bwd)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def input_grad(g: jax.Array, w: jax.Array, spec: ConvSpec, in_spatial: tuple[int, ...]):
     """``T(g, w)``: the adjoint of ``F`` in ``x`` (the transposed convolution)."""
-    return input_grad_kernel(spec)(g, w, spec, in_spatial)
+    return run_kernel("input_grad", g, w, spec=spec, in_spatial=in_spatial)
 
 
 def _input_grad_fwd(g, w, spec, in_spatial):
@@ -97,7 +103,7 @@ input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def weight_grad(x: jax.Array, g: jax.Array, spec: ConvSpec, kernel: tuple[int, ...]):
     """``W(x, g)``: the adjoint of ``F`` in ``w`` (correlation of x with g)."""
-    return weight_grad_kernel(spec)(x, g, spec, kernel)
+    return run_kernel("weight_grad", x, g, spec=spec, kernel=kernel)
 
 
 def _weight_grad_fwd(x, g, spec, kernel):

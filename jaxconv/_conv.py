@@ -4,9 +4,9 @@ Each call is: validate and normalise once (:func:`jaxconv._spec.conv_spec`), the
 one jitted core keyed on the hashable spec: crop the kernel taps that read only
 zero padding (:mod:`jaxconv._deadtaps`), the implementation's forward kernel
 (bound to its hand-written reverse rules unless ``autodiff="jax"``), the bias.
-The padding mode's pre-pad is part of each kernel primitive (with the default
-``autodiff="custom"``, :mod:`jaxconv._primitives`), or a step before the kernel
-(the other two). Its gradient folds the border gradients back onto their
+The padding mode's pre-pad is part of each hand-written kernel
+(:mod:`jaxconv._primitives`), or a step before the kernel with
+``autodiff="jax"``. Its gradient folds the border gradients back onto their
 sources (docs/backprop.md §5), in one fused sum written by hand
 (:func:`jaxconv._padding.fold_border`; JAX's adjoint with ``autodiff="jax"``);
 the bias's is JAX's adjoint of a broadcast (``db = Σ g``).
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from jaxconv import _autodiff, _deadtaps, _primitives, _registry, _settings, _sharding
 from jaxconv._auto import resolve_impl
-from jaxconv._padding import mode_pad_vjp, pad_trailing
+from jaxconv._padding import pad_trailing
 from jaxconv._spec import ConvSpec, Impl, conv_spec
 from jaxconv.impls._xla import accumulation_dtype
 
@@ -30,15 +30,14 @@ from jaxconv.impls._xla import accumulation_dtype
 @functools.partial(jax.jit, static_argnames="spec")
 def conv_core(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec) -> jax.Array:
     """Batched convolution for a validated `spec`."""
-    if spec.autodiff != "custom":  # the primitives pre-pad themselves (_primitives)
-        pad = mode_pad_vjp if spec.autodiff == "custom_vjp" else pad_trailing
+    if spec.autodiff == "jax":  # the hand-written kernels pre-pad themselves
         if spec.padding_mode != "zeros" and accumulation_dtype(x.dtype) != x.dtype:
             # The pre-pad's adjoint adds each border gradient to its source: in float32,
             # so that an entry with m copies is rounded once, not m times (half types).
-            x = pad(x.astype(jnp.float32), spec.mode_padding,
-                    spec.padding_mode).astype(x.dtype)
+            x = pad_trailing(x.astype(jnp.float32), spec.mode_padding,
+                             spec.padding_mode).astype(x.dtype)
         else:
-            x = pad(x, spec.mode_padding, spec.padding_mode)
+            x = pad_trailing(x, spec.mode_padding, spec.padding_mode)
     if spec.padding_mode == "zeros":
         # Taps that read only zero padding are cropped away (slices JAX transposes to
         # zero pads); where none is dead, nothing changes (docs/backprop.md §10). A

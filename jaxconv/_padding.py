@@ -123,14 +123,6 @@ def mode_pad(x: jnp.ndarray, pads: Pairs, mode: str) -> jnp.ndarray:
     return mode_pad_p.bind(x, pads=tuple(tuple(p) for p in pads), mode=mode)
 
 
-def mode_pad_vjp(x: jnp.ndarray, pads: Pairs, mode: str) -> jnp.ndarray:
-    """:func:`mode_pad` bound with ``jax.custom_vjp`` (reverse mode only), for
-    ``autodiff="custom_vjp"``."""
-    if not fused_adjoint(pads, mode):
-        return pad_trailing(x, pads, mode)
-    return _mode_pad(x, tuple(tuple(p) for p in pads), mode)
-
-
 mode_pad_p = Primitive("jaxconv_mode_pad")
 
 
@@ -162,22 +154,6 @@ mode_pad_p.def_abstract_eval(_mode_pad_abstract)
 mlir.register_lowering(mode_pad_p, mlir.lower_fun(_mode_pad_run, multiple_results=False))
 ad.deflinear2(mode_pad_p, _mode_pad_transpose)
 batching.primitive_batchers[mode_pad_p] = _mode_pad_batch
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _mode_pad(x: jnp.ndarray, pads: Pairs, mode: str) -> jnp.ndarray:
-    return pad_trailing(x, pads, mode)
-
-
-def _mode_pad_fwd(x, pads, mode):
-    return _mode_pad(x, pads, mode), None
-
-
-def _mode_pad_bwd(pads, mode, _, gp):
-    return (fold_border(gp, pads, mode),)
-
-
-_mode_pad.defvjp(_mode_pad_fwd, _mode_pad_bwd)
 
 
 def fold_border(gp: jnp.ndarray, pads: Pairs, mode: str) -> jnp.ndarray:

@@ -203,6 +203,17 @@ def _run_weight_grad(x, g, *, spec, kernel):
     return weight_grad_kernel(spec)(pre_pad(x, spec), g, spec, kernel)
 
 
+_PRIMITIVES: dict[str, Primitive] = {}
+
+
+def run_kernel(kind: str, a: jax.Array, b: jax.Array, **params) -> jax.Array:
+    """One kernel (``"forward"``, ``"input_grad"`` or ``"weight_grad"``, its padding
+    mode included) as its primitive, whatever rules bind it: what
+    ``autodiff="custom_vjp"``'s rules call, so that they batch and partition like
+    the primitives."""
+    return _bind(_PRIMITIVES[kind], a, b, **params)
+
+
 @functools.cache
 def _jitted(prim: Primitive, params: tuple) -> Callable:
     return jax.jit(functools.partial(prim.bind, **dict(params)))
@@ -386,4 +397,5 @@ for _prim, _kind, _shape, _run, _bindfn, _transpose in (
     ad.primitive_jvps[_prim] = _bilinear_jvp(_bindfn)
     ad.primitive_transposes[_prim] = _transpose
     batching.primitive_batchers[_prim] = _batch_rule(_prim, _kind)
+    _PRIMITIVES[_kind] = _prim
 _partitioning.register((forward_p, input_grad_p, weight_grad_p))
