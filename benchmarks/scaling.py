@@ -25,6 +25,25 @@ RUNS = [("data", 1, 1), ("data", 2, 1), ("data", 4, 1), ("data", 8, 1),
         ("spatial", 8, 2)]
 
 
+def _header(steps: int) -> str:
+    """What the table was measured on: the CPU, the cores, jax and the run length."""
+    import os
+    import platform
+
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"examples/sharded_training.py, {steps} steps of batch 32 (16x16 images), median "
+            f"step; simulated CPU devices sharing {os.cpu_count()} cores of {cpu}; "
+            f"jax {jax.__version__}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=30)
@@ -47,7 +66,7 @@ def main(argv=None) -> int:
             rows.append(f"| {axes} | {layout} | {r['devices']} | {r['processes']} | "
                         f"`{r['input_sharding']}` | {r['median_step_ms']:.1f} |")
             print(rows[-1], flush=True)
-    table = "\n".join(rows)
+    table = "\n".join([_header(args.steps), "", *rows])
     print(table)
     if args.markdown:
         pathlib.Path(args.markdown).write_text(table + "\n")

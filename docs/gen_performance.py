@@ -79,7 +79,12 @@ PAGES = [
        "`python benchmarks/fold_side_probe.py --repeats 41`."),
       ("XLA's CPU libraries", "xla_library_cpu.md",
        "`python benchmarks/xla_library_probe.py`: no XLA option hands a convolution to "
-       "oneDNN or XNNPACK.")]),
+       "oneDNN or XNNPACK."),
+      ("Scaling out", "scaling_cpu.md",
+       "`python benchmarks/scaling.py --steps 30`: step time of "
+       "`examples/sharded_training.py` with explicit and with automatic mesh axes. The "
+       "simulated devices share the machine's 2 cores: this measures what sharding "
+       "costs, not a speed-up.")]),
     ("intel", "Intel (AVX-512): the earlier tables",
      "2 cores of an x86-64 Intel CPU with AVX-512; float32 matmul 454 GFLOP/s. "
      "jax 0.10.2.", "intel",
