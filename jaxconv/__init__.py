@@ -15,6 +15,7 @@ from jaxconv._conv_transpose import (
 from jaxconv._lax_compat import conv_general_dilated
 from jaxconv._nonfinite import get_exact_nonfinite, set_exact_nonfinite
 from jaxconv._padding import pad
+from jaxconv._partitioning import get_automatic_partitioning, set_automatic_partitioning
 from jaxconv._registry import Impl, available_impls, get_impl, register_impl
 from jaxconv._spec import ConvSpec
 from jaxconv._unfold import fold, unfold
@@ -44,12 +45,14 @@ __all__ = [
     "eigen_conv_options",
     "explain_auto",
     "fold",
+    "get_automatic_partitioning",
     "get_exact_nonfinite",
     "get_impl",
     "get_memory_budget",
     "nn",
     "pad",
     "register_impl",
+    "set_automatic_partitioning",
     "set_exact_nonfinite",
     "set_memory_budget",
     "testing",

@@ -84,11 +84,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jaxconv._settings import clear_jitted_cores
+from jaxconv._settings import check_enabled, clear_jitted_cores
 
 A_CLASSES = ("one", "nan", "pinf", "minf", "pos", "neg", "zero")
 B_CLASSES = ("one", "nan", "pinf", "minf", "pos", "neg", "zero", "inf")
@@ -253,13 +252,7 @@ def set_exact_nonfinite(enabled: bool) -> None:
       TypeError: `enabled` is not a bool.
     """
     global _exact
-    if not isinstance(enabled, (bool, np.bool_)):
-        raise TypeError(
-            "jaxconv.set_exact_nonfinite: `enabled` must be True or False, got "
-            f"enabled={enabled!r} of type {type(enabled).__module__}."
-            f"{type(enabled).__qualname__}."
-        )
-    if bool(enabled) != _exact:
+    if check_enabled("set_exact_nonfinite", enabled) != _exact:
         _exact = bool(enabled)
         clear_jitted_cores()
 

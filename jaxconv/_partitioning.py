@@ -61,10 +61,10 @@ from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxconv._settings import check_enabled, clear_jitted_cores
 from jaxconv._sharding import Layout, _halo_plan, _names, _with_halo
 from jaxconv._spec import ConvSpec
 
-KINDS = ("forward", "input_grad", "weight_grad")
 _SYMBOL = {"forward": "F", "input_grad": "T", "weight_grad": "W"}
 
 
@@ -96,9 +96,18 @@ def sharding_rule(kind: str, rank: int, groups: int) -> tuple[str, dict]:
     return rule, dict(reduction_factors=reduced, need_replication_factors=replicated)
 
 
-def _entries(sharding, ndim: int) -> tuple:
-    spec = tuple(getattr(sharding, "spec", ()) or ())
-    return spec + (None,) * (ndim - len(spec))
+def _entries(sharding, ndim: int, kind: str, spec: ConvSpec) -> tuple:
+    """The mesh entry of each dimension of an operand with `sharding`. A sharding that
+    names no mesh axes (inside a ``shard_map`` manual over some axes only, the mesh
+    is not known here) counts as replicated: XLA gathers it, with a warning."""
+    entries = getattr(sharding, "spec", None)
+    if entries is None:
+        if not getattr(sharding, "is_fully_replicated", True):
+            _warn(kind, spec, f"the sharding {sharding}",
+                  "it names no mesh axes (a shard_map manual over some mesh axes only)")
+        entries = ()
+    entries = tuple(entries)
+    return entries + (None,) * (ndim - len(entries))
 
 
 def _warn(kind: str, spec: ConvSpec, what: str, why: str) -> None:
@@ -131,7 +140,7 @@ def _plan(kind: str, spec: ConvSpec, mesh, data_sharding, x_shape, kernel,
     `data_sharding`'s (the data operand: ``x`` of ``F`` and ``W``, ``g`` of ``T``);
     dimensions that can't be done per shard are dropped from it, with a warning."""
     rank = spec.rank
-    entries = list(_entries(data_sharding, rank + 2))
+    entries = list(_entries(data_sharding, rank + 2, kind, spec))
     layout = Layout(mesh, tuple(entries), (None,) * (rank + 2), None)
     if entries[0] is not None and x_shape[0] % layout.size(entries[0]):
         _warn(kind, spec, f"its batch sharded over mesh axis {entries[0]!r}",
@@ -210,8 +219,14 @@ def _partition(kind: str, params: dict, run: Callable) -> Callable:
             x_shape, kernel, data = result_shape.shape, b.shape[2:], a
             out, data_spatial = a.shape[2:], a.shape[2:]
         else:
-            x_shape, kernel, data, out = a.shape, params["kernel"], a, b.shape[2:]
-            data_spatial = None
+            # W(x, g): the layout of whichever data operand is sharded (x's if both
+            # are); g's spatial entries are those of the same axes of x. g must hold
+            # exactly F's output rows (not fewer, as conv_transpose's output_padding
+            # can leave it) for the shards to split both evenly.
+            x_shape, kernel, out = a.shape, params["kernel"], b.shape[2:]
+            replicated = all(e is None for e in _entries(a.sharding, rank + 2, kind, spec))
+            data = b if replicated else a
+            data_spatial = b.shape[2:]
         p = _plan(kind, spec, mesh, data.sharding, x_shape, kernel, data_spatial)
         x = p.layout.x
         chan = p.channels
@@ -283,10 +298,45 @@ def partitioned(kind: str, kwargs: dict, run: Callable) -> Callable:
     return kernel
 
 
+_enabled = True
+
+
+def set_automatic_partitioning(enabled: bool) -> None:
+    """Whether jaxconv's kernels partition themselves under automatic mesh axes
+    (default on; docs/sharding.md).
+
+    Off, each kernel is lowered as plain XLA operations that XLA's partitioner
+    splits by its generic rules, as before jaxconv partitioned them: spatially
+    sharded inputs may then be gathered, and (jax 0.10.2, CPU) the shift impl's
+    input gradient may abort the process. What it is for: ``jax.export`` cannot
+    serialise a program that holds ``custom_partitioning`` and is sharded over
+    several devices. It is read when a program is lowered, and setting it clears
+    the caches of jaxconv's own jitted cores (a jitted function of yours keeps its
+    program until it is traced again).
+
+    Args:
+      enabled: ``True`` or ``False`` (a NumPy bool too).
+
+    Raises:
+      TypeError: `enabled` is not a bool.
+    """
+    global _enabled
+    if check_enabled("set_automatic_partitioning", enabled) != _enabled:
+        _enabled = bool(enabled)
+        clear_jitted_cores()
+
+
+def get_automatic_partitioning() -> bool:
+    """Whether jaxconv's kernels partition themselves under automatic mesh axes (see
+    :func:`set_automatic_partitioning`)."""
+    return _enabled
+
+
 def lowering(kind: str, run: Callable) -> Callable:
-    """The MLIR lowering of a kernel primitive: its partitioned function, lowered."""
+    """The MLIR lowering of a kernel primitive: its partitioned function, lowered
+    (the kernel itself with :func:`set_automatic_partitioning` off)."""
     def lower(ctx, a, b, **params):
-        fn = partitioned(kind, params, run)
+        fn = partitioned(kind, params, run) if _enabled else functools.partial(run, **params)
         return jax.interpreters.mlir.lower_fun(fn, multiple_results=False)(ctx, a, b)
     return lower
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 _CLEARERS: list[Callable[[], None]] = []
 
 
@@ -25,3 +27,13 @@ def clear_jitted_cores() -> None:
     jaxconv's functions and layers traces again."""
     for clear in _CLEARERS:
         clear()
+
+
+def check_enabled(fn: str, enabled: object) -> bool:
+    """`enabled` of a switch setting `fn` as a bool; a ``TypeError`` unless it is one
+    (a NumPy bool too)."""
+    if not isinstance(enabled, (bool, np.bool_)):
+        raise TypeError(
+            f"jaxconv.{fn}: `enabled` must be True or False, got enabled={enabled!r} of "
+            f"type {type(enabled).__module__}.{type(enabled).__qualname__}.")
+    return bool(enabled)

@@ -273,6 +273,85 @@ def test_automatic_axes_channels_across_groups_warn_and_gather():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10, atol=1e-10)
 
 
+def test_automatic_axes_weight_gradient_of_a_smaller_cotangent_warns_and_gathers():
+    """conv_transpose with output_padding: the weight gradient's cotangent (7 rows)
+    holds fewer rows than the forward convolution's output on 8: the shards can't
+    split both evenly, so that axis is gathered (and the gradient is right)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 8, 8))
+    w1, w = rng.standard_normal((4, 4, 2, 2)), rng.standard_normal((4, 4, 3, 3))
+
+    def f(x, w1, w):
+        h = jnp.exp(jaxconv.conv2d(x, w1, impl="lax")) + 1.0  # 8 -> 7 rows
+        y = jaxconv.conv_transpose2d(h, w, padding=2, dilation=2, output_padding=1,
+                                     impl="lax")  # 7 -> 8 rows
+        return jnp.sum(jnp.cos(y))
+
+    run = jax.jit(jax.grad(f, argnums=(0, 1, 2)))
+    want = run(x, w1, w)
+    xs = jax.device_put(x, NamedSharding(_mesh("4x2", "auto"), P(None, None, "a")))
+    with pytest.warns(UserWarning, match=re.escape(
+            "the halo exchange needs an output of 8 // stride = 8 rows, got 7. ")):
+        got = run(xs, w1, w)
+    for a, r in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(r), rtol=1e-10, atol=1e-10)
+
+
+def test_automatic_axes_inside_a_partly_manual_shard_map_warn():
+    """Inside a shard_map manual over some mesh axes only, a kernel sees shardings that
+    name no mesh axes: it computes the replicated program (XLA gathers) and says so."""
+    mesh = _mesh("4x2", "auto")
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((8, 4, 16, 16)), rng.standard_normal((8, 4, 3, 3))
+
+    def loss(x, w):
+        y = jaxconv.conv2d(x, w, padding=1, padding_mode="reflect", impl="shift")
+        return jnp.sum(jnp.tanh(y) ** 2)
+
+    def body(x, w):
+        x = jax.lax.with_sharding_constraint(x, P(None, None, "a"))
+        dx, dw = jax.grad(loss, argnums=(0, 1))(x, w)
+        return dx, jax.lax.psum(dw, "b")
+
+    run = jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(P("b"), P()),
+                                out_specs=(P("b"), P()), axis_names={"b"}, check_vma=False))
+    want = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+    with pytest.warns(UserWarning, match=re.escape(
+            "it names no mesh axes (a shard_map manual over some mesh axes only). ")):
+        got = run(jax.device_put(x, NamedSharding(mesh, P("b"))), w)
+    for a, r in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(r), rtol=1e-10, atol=1e-10)
+
+
+def test_automatic_partitioning_off_lowers_plain_kernels_and_exports():
+    """jax.export can't serialise custom_partitioning sharded over devices; with
+    set_automatic_partitioning(False) the kernels are plain operations again."""
+    mesh = _mesh("8", "auto")
+
+    def conv(x, w):
+        return jaxconv.conv2d(x, w, padding=1, padding_mode="reflect", impl="lax")
+
+    f = jax.jit(conv)
+    xs = jax.ShapeDtypeStruct((8, 4, 16, 16), jnp.float64,
+                              sharding=NamedSharding(mesh, P(None, None, "d")))
+    ws = jax.ShapeDtypeStruct((4, 4, 3, 3), jnp.float64)
+    assert "CustomSPMDPartitioning" in f.lower(xs, ws).as_text()
+    with pytest.raises(Exception, match="host_callbacks"):
+        jax.export.export(f)(xs, ws)
+    jaxconv.set_automatic_partitioning(False)
+    try:
+        assert not jaxconv.get_automatic_partitioning()
+        f = jax.jit(lambda x, w: conv(x, w))  # a function traced before keeps its program
+        assert "CustomSPMDPartitioning" not in f.lower(xs, ws).as_text()
+        exported = jax.export.export(f)(xs, ws)
+    finally:
+        jaxconv.set_automatic_partitioning(True)
+    x = np.random.default_rng(0).standard_normal(xs.shape)
+    w = np.random.default_rng(1).standard_normal(ws.shape)
+    got = exported.call(jax.device_put(x, xs.sharding), w)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(f(x, w)), rtol=1e-12)
+
+
 @pytest.mark.parametrize("autodiff", ["custom", "custom_vjp"])
 @pytest.mark.parametrize("impl", ["shift", "auto"])
 def test_automatic_axes_hand_written_rules_either_binding(impl, autodiff):

@@ -18,9 +18,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 TIERS = {
     # the quick tier: conv and conv_transpose per shard (their grids' covering sample,
-    # explicit and automatic axes), the fallbacks under automatic axes,
+    # explicit and automatic axes), the automatic-axes checks (their covering sample),
     # the refused layouts and the device count
-    "quick": ["-m", "not exhaustive", "-k", "per_shard_equals or raise or warn or devices"],
+    "quick": ["-m", "not exhaustive", "-k",
+              "per_shard_equals or raise or warn or automatic or devices"],
     # the exhaustive tier: every check (the quick tier's again, with the rest)
     "exhaustive": ["-m", "exhaustive or not exhaustive"],
 }
