@@ -80,6 +80,9 @@ PAGES = [
       ("XLA's CPU libraries", "xla_library_cpu.md",
        "`python benchmarks/xla_library_probe.py`: no XLA option hands a convolution to "
        "oneDNN or XNNPACK."),
+      ("1x1 forwards: per image or stacked", "pointwise_cpu.md",
+       "`python benchmarks/pointwise_probe.py`: shift's 1x1 forward as one matmul per "
+       "image in the NCHW layout, or one matmul over all images (which transposes)."),
       ("Scaling out", "scaling_cpu.md",
        "`python benchmarks/scaling.py --steps 30`: step time of "
        "`examples/sharded_training.py` with explicit and with automatic mesh axes. The "

@@ -138,6 +138,22 @@ def test_fold_side_probe_quick():
 
 
 @pytest.mark.exhaustive  # a probe program (5-25 s), not the library
+def test_pointwise_probe_quick():
+    """The 1x1 probe compiles shift's forward both ways (different programs, both equal
+    to lax, or it exits non-zero) and says which the rule picks."""
+    probe = str(ROOT / "benchmarks" / "pointwise_probe.py")
+    run = subprocess.run([sys.executable, probe, "--quick", "--no-torch"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "| 2, 32, 20x20, 24, 1 | 400 |" in run.stdout and "| per-image |" in run.stdout
+    assert "| 2, 32, 7x7, 24, 2 | 16 |" in run.stdout and "| all-images |" in run.stdout
+    bad = subprocess.run([sys.executable, probe, "--repeats", "0"], capture_output=True,
+                         text=True, timeout=600)
+    assert bad.returncode == 2
+    assert "--repeats must be at least 1, got 0" in bad.stderr
+
+
+@pytest.mark.exhaustive  # a probe program (5-25 s), not the library
 def test_xla_library_probe_quick():
     """The XLA-library probe compiles the convolution and the dot under every setting,
     checks them against the default (it exits non-zero otherwise) and names what

@@ -455,3 +455,47 @@ def test_gather_weight_grad_per_sample_products_in_half_precision(monkeypatch, d
     assert _weight_grad_dot_batch_dims(spec, xh, gh, w.shape[2:]) == [2]
     results = _gather_and_lax(spec, reference_dtype=jnp.float32)(xh, w.astype(dtype), gh)
     _check_dtype_kept({"weight_grad": results["weight_grad"]}, dtype)
+
+
+@pytest.mark.parametrize(("rank", "stride", "groups", "pads", "dtype"), [
+    (2, (1, 1), 1, ((0, 0), (0, 0)), "float64"),
+    (2, (2, 1), 2, ((1, 0), (0, 2)), "float64"),
+    (1, (3,), 3, ((2, 1),), "float64"),
+    (3, (1, 2, 1), 1, ((0, 0), (1, 1), (0, 0)), "float64"),
+    (2, (1, 1), 2, ((0, 0), (0, 0)), "bfloat16"),
+])
+def test_shift_pointwise_forward_per_image(monkeypatch, rank, stride, groups, pads, dtype):
+    """A 1x1 forward with at least PER_IMAGE_MATMUL_MIN_POSITIONS positions is one matmul
+    per image and group with the images as a batch dimension (no transposes): it equals
+    lax's forward, with strides, padding and groups, and in half precision rounds once."""
+    monkeypatch.setattr(_shift, "PER_IMAGE_MATMUL_MIN_POSITIONS", 8)
+    spatial = {1: (25,), 2: (7, 6), 3: (4, 6, 3)}[rank]
+    c_in, c_out = 17 * groups, 5 * groups  # 17 channels per group: the matmul path
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((3, c_in, *spatial)), dtype)
+    w = jnp.asarray(rng.standard_normal((c_out, c_in // groups, *(1,) * rank)), dtype)
+    spec = jaxconv.ConvSpec(rank=rank, stride=stride, padding=pads, dilation=(1,) * rank,
+                            groups=groups, impl="shift")
+    out = spec.output_spatial(spatial, (1,) * rank)
+    assert _shift.per_image_matmul((1,) * rank, out, c_in // groups)
+    jaxpr = jax.make_jaxpr(lambda a, b: _shift.forward(a, b, spec))(x, w)
+    dots = [e for e in _all_eqns(jaxpr.jaxpr) if e.primitive.name == "dot_general"]
+    assert [e.params["dimension_numbers"][1] for e in dots] == [((0, 1), (0, 1))]
+    assert not [e for e in _all_eqns(jaxpr.jaxpr) if e.primitive.name == "transpose"]
+    got = jax.jit(lambda a, b: _shift.forward(a, b, spec))(x, w)
+    want = _lax.forward(x.astype(jnp.float32 if dtype == "bfloat16" else x.dtype),
+                        w.astype(jnp.float32 if dtype == "bfloat16" else w.dtype), spec)
+    assert got.dtype == x.dtype
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64),
+                               rtol=2 ** -8 if dtype == "bfloat16" else 1e-12,
+                               atol=0 if dtype == "float64" else 1e-2)
+
+
+@pytest.mark.parametrize(("kernel", "positions", "group_in", "picks"), [
+    ((1, 1), (20, 20), 17, True), ((1, 1), (14, 14), 1024, False),
+    ((1, 1), (28, 28), 16, False), ((3, 3), (56, 56), 64, False), ((1,), (400,), 32, True)])
+def test_shift_pointwise_per_image_rule(kernel, positions, group_in, picks):
+    """Per image from 400 positions (20x20: 0.82 of the stacked matmul's time, 14x14:
+    1.39-2.74; benchmarks/results/zen5/pointwise_cpu.md), 1x1 kernels with more
+    channels per group than the unrolled sums take."""
+    assert _shift.per_image_matmul(kernel, positions, group_in) is picks

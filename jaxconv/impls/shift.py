@@ -55,7 +55,12 @@ of the forward followed by that crop.
 With many channels per group (``Cg`` above :data:`UNROLL_MAX` in the forward,
 ``M`` above it in the input gradient) the inner sum over channels is instead
 one ``dot_general`` per tap (``[N·P, Cg] [Cg, M] -> [N·P, M]`` per group): a
-shift-and-matmul, which keeps the program size at ``prod(K)`` operations.
+shift-and-matmul, which keeps the program size at ``prod(K)`` operations. A 1x1
+kernel on a map of at least :data:`PER_IMAGE_MATMUL_MIN_POSITIONS` positions is
+instead one matmul per image and group, ``[M, Cg] [Cg, P] -> [M, P]``, with the
+images and groups as batch dimensions: it reads and writes the NCHW layout as it
+is, where the stacked matmul transposes the input and the output around it
+(:func:`per_image_matmul`).
 
 The results of the fused loops pass through :func:`~jaxconv.impls._xla.fusion_fence`,
 so that a reduction consuming them (a loss, a batch norm) does not pull the
@@ -94,6 +99,10 @@ REDUCE_MAX = 256
 REDUCE_OPERANDS = 32
 # Depthwise forwards with at most this many taps pad each window inside the fused loop.
 WINDOW_PAD_MAX = 16
+# 1x1 forwards with at least this many output positions per image are one matmul per
+# image and group in the input's own layout (no transposes), else one matmul over all
+# images (python benchmarks/pointwise_probe.py).
+PER_IMAGE_MATMUL_MIN_POSITIONS = 400
 
 
 def _taps(kernel: Sequence[int]):
@@ -141,6 +150,16 @@ def _padded(x: jax.Array, spec: ConvSpec, per_window: bool) -> tuple[jax.Array, 
     return xp, dataclasses.replace(spec, padding=((0, 0),) * spec.rank)
 
 
+def per_image_matmul(kernel: Sequence[int], out_spatial: Sequence[int], group_in: int) -> bool:
+    """Whether the forward of a 1x1 kernel is one matmul per image and group,
+    ``[M, Cg] [Cg, P] -> [M, P]``, read and written in the NCHW layout itself: with
+    at least :data:`PER_IMAGE_MATMUL_MIN_POSITIONS` positions, and channel sums
+    long enough for a matmul. Else the images are stacked into one matmul, which
+    transposes the input and the output (faster on small maps)."""
+    return (all(k == 1 for k in kernel) and group_in > UNROLL_MAX
+            and math.prod(out_spatial) >= PER_IMAGE_MATMUL_MIN_POSITIONS)
+
+
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     """``y = Σ_{k,c} w[:, :, c, k] · X_k[:, :, c]``: ``(N, C_in, *S) -> (N, C_out, *P)``."""
     n, groups, rank = x.shape[0], spec.groups, spec.rank
@@ -153,6 +172,14 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     xp = split_groups(xp, 1, groups).astype(acc)  # (N, G, Cg, *S)
     wg = split_groups(w, 0, groups).astype(acc)  # (G, M, Cg, *K)
     y = None
+    if per_image_matmul(kernel, out_spatial, group_in):
+        # [N, G, M, Cg] [N, G, Cg, P] -> [N, G, M, P]: the images and groups are batch
+        # dimensions, so the product is already in (N, C_out, *P) order.
+        xs = _window(xp, (0,) * rank, spec_p, out_spatial).reshape(n, groups, group_in, -1)
+        wb = jnp.broadcast_to(wg.reshape(1, *wg.shape[:3]), (n, *wg.shape[:3]))
+        y = lax.dot_general(wb, xs, (([3], [2]), ([0, 1], [0, 1])),
+                            precision=spec.precision, preferred_element_type=acc)
+        return fusion_fence(y.reshape(n, out_channels, *out_spatial).astype(x.dtype))
     for tap in _taps(kernel):
         xs = _window(xp, tap, spec_p, out_spatial)  # (N, G, Cg, *P)
         if group_in > UNROLL_MAX:  # [N, G, Cg, *P] [G, M, Cg] -> [G, N, *P, M]
