@@ -1,6 +1,6 @@
 """1x1 forwards: one matmul per image in the NCHW layout, or one over all images.
 
-    python benchmarks/pointwise_probe.py [--repeats 21] [--markdown PATH]
+    python benchmarks/pointwise_probe.py [--repeats 41] [--markdown PATH]
     python benchmarks/pointwise_probe.py --quick   # two small shapes, one run (CI)
 
 shift's forward of a 1x1 kernel is either one ``dot_general`` over all images
@@ -8,15 +8,14 @@ shift's forward of a 1x1 kernel is either one ``dot_general`` over all images
 matmul) or, with at least ``PER_IMAGE_MATMUL_MIN_POSITIONS`` output positions,
 one per image and group with the images as a batch dimension (``[O, C] [C, P]``
 per image: no transposes). This times both (the threshold forced each way), raw
-``lax.conv_general_dilated`` and PyTorch's forward under ``no_grad``, interleaved,
-and checks both against lax.
+``lax.conv_general_dilated`` and PyTorch's forward under ``no_grad``, interleaved
+(:func:`jaxconv.benchmark.interleaved_samples`), and checks both against lax.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +24,7 @@ from jax import lax
 
 import jaxconv
 from jaxconv._settings import clear_jitted_cores
-from jaxconv.benchmark import program_id
+from jaxconv.benchmark import interleaved_samples, program_id
 from jaxconv.impls import shift
 
 # (N, C, H=W, O, stride)
@@ -34,16 +33,6 @@ SHAPES = [(8, 256, 28, 256, 1), (8, 64, 56, 256, 1), (8, 256, 56, 64, 1),
           (8, 128, 14, 512, 1), (8, 384, 7, 384, 1), (8, 512, 14, 2048, 1),
           (8, 256, 56, 512, 2)]
 QUICK_SHAPES = [(2, 32, 20, 24, 1), (2, 32, 7, 24, 2)]
-
-
-def _median_ms(f, *args, repeats):
-    jax.block_until_ready(f(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def _compiled(threshold: int, x, w, stride: int):
@@ -62,7 +51,7 @@ def _compiled(threshold: int, x, w, stride: int):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=21)
+    p.add_argument("--repeats", type=int, default=41)
     p.add_argument("--markdown", default=None)
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--quick", action="store_true", help="two small shapes, one run (CI)")
@@ -91,22 +80,18 @@ def main(argv=None) -> int:
         want = np.asarray(raw(x, w))
         for f in (per, stacked):
             np.testing.assert_allclose(np.asarray(f(x, w)), want, rtol=1e-3, atol=1e-3)
-        times: dict[str, list[float]] = {}
-        for _ in range(3):  # interleaved rounds
-            for name, f in (("per", per), ("stacked", stacked), ("raw", raw)):
-                times.setdefault(name, []).append(_median_ms(f, x, w, repeats=args.repeats))
-            if torch is not None:
-                xt, wt = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(w))
+        runners = {name: (lambda f=f, x=x, w=w: jax.block_until_ready(f(x, w)))
+                   for name, f in (("per", per), ("stacked", stacked), ("raw", raw))}
+        if torch is not None:
+            xt, wt = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(w))
+
+            def torch_forward(xt=xt, wt=wt, s=s):
                 with torch.no_grad():
-                    f = lambda xt=xt, wt=wt, s=s: torch.nn.functional.conv2d(xt, wt, stride=s)
-                    f()
-                    ts = []
-                    for _ in range(args.repeats):
-                        start = time.perf_counter()
-                        f()
-                        ts.append(time.perf_counter() - start)
-                times.setdefault("torch", []).append(1e3 * float(np.median(ts)))
-        med = {k: float(np.median(v)) for k, v in times.items()}
+                    return torch.nn.functional.conv2d(xt, wt, stride=s)
+
+            runners["torch"] = torch_forward
+        times = interleaved_samples(runners, args.repeats)
+        med = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
         positions = ((hw - 1) // s + 1) ** 2
         picks = "per-image" if shift.per_image_matmul((1, 1), (positions,), c) else "all-images"
         torch_ms = f"{med['torch']:.2f}" if "torch" in med else "-"
@@ -115,7 +100,7 @@ def main(argv=None) -> int:
                     f"{med['per'] / med['stacked']:.2f} | {picks} |")
         print(rows[-1], flush=True)
     header = (f"jax {jax.__version__} on {platform.machine()} ({jax.default_backend()}), "
-              f"float32, median of {args.repeats} runs, 3 interleaved rounds; threshold "
+              f"float32, median of {args.repeats} interleaved runs (ms); threshold "
               f"{shift.PER_IMAGE_MATMUL_MIN_POSITIONS} positions.")
     table = "\n".join([header, "", *rows])
     print(table)

@@ -188,10 +188,11 @@ def _extend(x: jax.Array, plan: _Plan, mode: str) -> jax.Array:
     return x
 
 
-def _local_rows(plan: _Plan, out_spatial) -> tuple[int, ...]:
-    """Each shard's output rows: the global output split evenly on the sharded axes."""
+def _local_rows(plan: _Plan, spatial) -> tuple[int, ...]:
+    """Each shard's rows of a global `spatial` size (the forward's input or output),
+    split evenly on the sharded axes."""
     return tuple(n // plan.halos[i][3] if i in plan.halos else n
-                 for i, n in enumerate(out_spatial))
+                 for i, n in enumerate(spatial))
 
 
 def _crop(y: jax.Array, rows) -> jax.Array:
@@ -236,9 +237,7 @@ def _partition(kind: str, params: dict, run: Callable) -> Callable:
         local = p.local
 
         def local_x_shape(n_local):
-            spatial = tuple(n // p.halos[i][3] if i in p.halos else n
-                            for i, n in enumerate(x_shape[2:]))
-            return (n_local, x_shape[1] // p.layout.size(chan), *spatial)
+            return (n_local, x_shape[1] // p.layout.size(chan), *_local_rows(p, x_shape[2:]))
 
         def extended_out(xe_spatial):
             return local.output_spatial(padded_spatial(xe_spatial, local), kernel)

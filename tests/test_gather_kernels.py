@@ -495,7 +495,7 @@ def test_shift_pointwise_forward_per_image(monkeypatch, rank, stride, groups, pa
     ((1, 1), (20, 20), 17, True), ((1, 1), (14, 14), 1024, False),
     ((1, 1), (28, 28), 16, False), ((3, 3), (56, 56), 64, False), ((1,), (400,), 32, True)])
 def test_shift_pointwise_per_image_rule(kernel, positions, group_in, picks):
-    """Per image from 400 positions (20x20: 0.82 of the stacked matmul's time, 14x14:
-    1.39-2.74; benchmarks/results/zen5/pointwise_cpu.md), 1x1 kernels with more
-    channels per group than the unrolled sums take."""
+    """Per image from 400 positions (0.44-0.95 of the stacked matmul's time above them, a
+    tie at 20x20, 1.05-3.05 at 14x14 and below; benchmarks/results/zen5/pointwise_cpu.md),
+    1x1 kernels with more channels per group than the unrolled sums take."""
     assert _shift.per_image_matmul(kernel, positions, group_in) is picks
