@@ -4,6 +4,7 @@ and its memory budget."""
 from __future__ import annotations
 
 import itertools
+import math
 import re
 
 import jax
@@ -499,3 +500,27 @@ def test_shift_pointwise_per_image_rule(kernel, positions, group_in, picks):
     tie at 20x20, 1.05-3.05 at 14x14 and below; benchmarks/results/zen5/pointwise_cpu.md),
     1x1 kernels with more channels per group than the unrolled sums take."""
     assert _shift.per_image_matmul(kernel, positions, group_in) is picks
+
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("kernel", [(1, 1), (3, 3)])
+def test_shift_matmuls_have_no_group_batch_dimension_with_one_group(groups, kernel):
+    """With one group, shift's per-tap forward matmuls have no size-1 group batch
+    dimension (XLA copied the weight transposed for one on every call: 1x1 forwards on
+    small maps ran up to 2x slower); with several, the group is the batch dimension.
+    Either way they equal lax's forward."""
+    spec = jaxconv.ConvSpec(rank=2, stride=(1, 1), padding=((1, 1), (0, 1)), dilation=(1, 1),
+                            groups=groups)
+    rng = np.random.default_rng(0)
+    c_in, c_out = 18 * groups, 6 * groups  # more than UNROLL_MAX channels: the matmuls
+    x = jnp.asarray(rng.standard_normal((2, c_in, 5, 4)))
+    w = jnp.asarray(rng.standard_normal((c_out, 18, *kernel)))
+    assert not _shift.per_image_matmul(kernel, spec.output_spatial((5, 4), kernel), 18)
+    jaxpr = jax.make_jaxpr(lambda a, b: _shift.forward(a, b, spec))(x, w)
+    dims = [eqn.params["dimension_numbers"][1] for eqn in _all_eqns(jaxpr.jaxpr)
+            if eqn.primitive.name == "dot_general"]
+    assert len(dims) == math.prod(kernel)
+    assert all(len(lhs) == len(rhs) == int(groups > 1) for lhs, rhs in dims), dims
+    np.testing.assert_allclose(np.asarray(_shift.forward(x, w, spec)),
+                               np.asarray(_lax.forward(x, w, spec)), rtol=1e-10, atol=1e-10)
