@@ -70,6 +70,11 @@ SHIFT_MAX_TERMS = 512  # Cg * prod(K) (F, W) and M * prod(K) (T): unrolled terms
 SMALL_SPATIAL = 25  # output positions per sample at or below which patches + matmul win
 # (late_3x3_512 at 4x4, and on the Zen 5 small_3x3_512 at 5x5: 2.1 against lax's 3.6 ms
 # forward, 7.3 against 9.5 f+b; grouped_3x3_2x2: 0.1 against shift's 0.7, 0.4 against 2.1)
+GROUPED_TINY = 16  # grouped layers of 2-8 channels per group (shift-and-add's on larger
+# maps): im2col + matmul up to this many output positions per sample (Zen 5, forward alone
+# / forward+backward: 55 groups of 8 on 2x2 0.09 / 0.25 ms against shift's 0.42 / 0.80;
+# 4x4 1.1-1.4x faster; at 5x5 shift's ran 2-2.5x faster; depthwise layers keep shift's,
+# 2-7x faster than gather's on 2x2 to 5x5)
 INFERENCE_STEM_MAX_TAPS = 9  # strided stems (<= STEM_MAX_IN channels): shift's forward alone
 PHASES_MAX_IN = 16  # strided input gradients with at most this many input channels: phases,
 PHASES_MIN_POSITIONS = 100  # ... or with at least this many output positions per sample (3x3
@@ -147,6 +152,10 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
     strided = any(s > 1 for s in spec.stride)
     phases = all(s == 1 or d == 1 for s, d in zip(spec.stride, spec.dilation, strict=True))
 
+    if groups > 1 and 1 < group_in <= SHIFT_MAX_GROUP_IN and out_positions <= GROUPED_TINY:
+        why = (f"{groups} groups of {group_in} input channels on {out_positions} output "
+               f"positions per sample (<= {GROUPED_TINY}): im2col + one matmul per group")
+        return AutoChoice("gather", "gather", "gather", (why,) * 3)
     if groups > 1 and group_in <= SHIFT_MAX_GROUP_IN:
         why = (f"{groups} groups of {group_in} input channels (<= {SHIFT_MAX_GROUP_IN}): "
                "shift-and-add, no grouped XLA convolution")

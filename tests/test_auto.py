@@ -44,6 +44,12 @@ IMPLS = jaxconv.available_impls()
     (((8, 128, 4, 4), (128, 32, 3, 3)), dict(padding=1, groups=4), ("gather",) * 3),
     (((8, 192, 2, 2), (1152, 192, 1, 1)), {}, ("gather",) * 3),
     (((8, 128, 2, 2), (128, 1, 3, 3)), dict(padding=1, groups=128), ("shift",) * 3),
+    # ... and with 2-8 channels per group up to 16 positions (at 25, shift-and-add)
+    (((8, 440, 2, 2), (440, 8, 3, 3)), dict(padding=1, groups=55), ("gather",) * 3),
+    (((8, 256, 4, 4), (256, 8, 3, 3)), dict(padding=1, groups=32), ("gather",) * 3),
+    (((8, 64, 4, 4), (64, 2, 3, 3)), dict(padding=1, groups=32), ("gather",) * 3),
+    (((2, 440, 5, 5), (440, 8, 3, 3)), dict(padding=1, groups=55), ("shift",) * 3),
+    (((8, 64, 4, 4), (64, 1, 3, 3)), dict(padding=1, groups=64), ("shift",) * 3),
     (((8, 64, 56, 56), (64, 64, 3, 3)), dict(padding=1), ("lax",) * 3),
     (((16, 32, 8000), (64, 32, 9)), dict(padding=4), ("lax",) * 3),
     # strided 2-d with few input channels and a kernel the stride phases fit (at most a
@@ -457,3 +463,11 @@ def test_explain_auto_names_the_inference_forward():
     assert "inference" not in str(with_avx512)
     dense = jaxconv.explain_auto((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
     assert dense.inference is None and "inference" not in str(dense)
+
+
+def test_grouped_tiny_map_rule_says_why():
+    """The grouped tiny-map row names the groups, channels, positions and threshold."""
+    choice = jaxconv.explain_auto((8, 440, 2, 2), (440, 8, 3, 3), padding=1, groups=55,
+                                  backend="cpu", avx512=True)
+    assert choice.reasons == ("55 groups of 8 input channels on 4 output positions per "
+                              "sample (<= 16): im2col + one matmul per group",) * 3
