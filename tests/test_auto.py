@@ -38,6 +38,15 @@ IMPLS = jaxconv.available_impls()
     (((8, 512, 2, 2), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
     (((4, 512, 5, 5), (512, 512, 3, 3)), dict(padding=1), ("gather",) * 3),  # 25 positions
     (((4, 256, 10, 10), (256, 256, 3, 3)), dict(padding=1), ("lax",) * 3),  # 100
+    # ... but with at most 64 output channels lax's, where the map is no smaller than the
+    # kernel, at stride 1 and in 2-d
+    (((8, 128, 4, 4), (32, 128, 3, 3)), dict(padding=1), ("lax",) * 3),
+    (((8, 256, 5, 5), (64, 256, 3, 3)), dict(padding=1), ("lax",) * 3),
+    (((8, 512, 4, 4), (128, 512, 3, 3)), dict(padding=1), ("gather",) * 3),
+    (((8, 128, 2, 2), (32, 128, 3, 3)), dict(padding=1), ("gather",) * 3),
+    (((8, 128, 4, 4), (32, 128, 3, 3)), dict(padding=2, dilation=2), ("gather",) * 3),
+    (((8, 128, 8, 8), (32, 128, 3, 3)), dict(stride=2, padding=1), ("gather",) * 3),
+    (((8, 128, 25), (32, 128, 3)), dict(padding=1), ("gather",) * 3),
     # ... grouped with more than 8 channels per group, and 1x1, on tiny maps too (depthwise
     # keeps shift-and-add)
     (((8, 400, 2, 2), (400, 16, 3, 3)), dict(padding=1, groups=25), ("gather",) * 3),
@@ -471,3 +480,12 @@ def test_grouped_tiny_map_rule_says_why():
                                   backend="cpu", avx512=True)
     assert choice.reasons == ("55 groups of 8 input channels on 4 output positions per "
                               "sample (<= 16): im2col + one matmul per group",) * 3
+
+
+def test_small_map_few_output_channels_rule_says_why():
+    """The small-map row's lax exception names positions, channels and thresholds."""
+    choice = jaxconv.explain_auto((8, 128, 4, 4), (32, 128, 3, 3), padding=1, backend="cpu",
+                                  avx512=True)
+    assert choice.reasons == ("16 output positions per sample (<= 25), but 32 output "
+                              "channels (<= 64) on a map no smaller than the kernel: XLA's "
+                              "CPU convolution",) * 3
