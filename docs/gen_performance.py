@@ -83,6 +83,12 @@ PAGES = [
       ("1x1 forwards: per image or stacked", "pointwise_cpu.md",
        "`python benchmarks/pointwise_probe.py`: shift's 1x1 forward as one matmul per "
        "image in the NCHW layout, or one matmul over all images (which transposes)."),
+      ("Whole networks' convolutions", "networks_cpu.md",
+       "`python benchmarks/networks.py`: ten torchvision architectures' convolutions, "
+       "auto's forward against raw lax and PyTorch, summed per network."),
+      ("Whole networks' convolutions before the inference work", "networks_before_cpu.md",
+       "The same at d67b543, before dead-tap elimination, the small-map rules and shift's "
+       "1x1 matmuls (issue 31), run right after the one above."),
       ("Scaling out", "scaling_cpu.md",
        "`python benchmarks/scaling.py --steps 30`: step time of "
        "`examples/sharded_training.py` with explicit and with automatic mesh axes. The "

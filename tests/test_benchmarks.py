@@ -186,3 +186,88 @@ def test_complex_probe_quick():
     assert run.returncode == 0, run.stderr
     assert "| 2d N=1 C=4 HW=8 O=4 k=3 p=1 dtype=complex64 |" in run.stdout
     assert "four/gauss3 f+b | native/gauss3 f+b | gauss3/torch f+b |" in run.stdout
+
+
+def _networks_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("networks_bench",
+                                                  ROOT / "benchmarks" / "networks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_networks_report_sums_each_networks_calls():
+    """A network's time is the sum over its listed calls of count x the distinct
+    convolution's median; the geomean row and the lost-time table follow from it."""
+    nets = _networks_module()
+    a = dict(input=[2, 8, 6, 6], weight=[8, 8, 3, 3], stride=[1, 1], padding=[1, 1],
+             dilation=[1, 1], groups=1, padding_mode="zeros", bias=False, count=3)
+    b = dict(a, weight=[8, 1, 3, 3], groups=8, count=2)
+    times = {nets._key(a): {"auto fwd": 0.004, "raw-lax fwd": 0.005, "torch fwd": 0.002},
+             nets._key(b): {"auto fwd": 0.001, "raw-lax fwd": 0.003, "torch fwd": 0.002}}
+    data = {"networks": {"n@6": dict(model="n", size=6, batch=2, layers=[a, b])}}
+    text = nets.report(data, times, fwdbwd=False, with_torch=True)
+    # auto 3*4 + 2*1 = 14 ms, raw lax 3*5 + 2*3 = 21, torch 3*2 + 2*2 = 10
+    assert "| n | 2x3x6x6 | 5 | 2 | 14.0 | 21.0 | 10.0 | 1.40 | 2.10 | 0.67 |" in text
+    assert "| 6 | fwd | 1.40 | 1.40 |" in text
+    assert "| n | 6 | 8->8 3x3 on 6x6 | 3 | 4.00 | 5.00 | 2.00 | 6.0 |" in text
+    assert "| n | 6 | 8->8 3x3 on 6x6 g8 | 2 | 1.00 | 3.00 | 2.00 | -2.0 |" in text
+
+
+def test_networks_json_lists_every_call():
+    """networks.json: every network at both sizes, its calls' counts adding up to the
+    architecture's number of Conv2d calls (ResNet-50: 53), distinct configurations."""
+    nets = _networks_module()
+    import json
+
+    data = json.loads((ROOT / "benchmarks" / "networks.json").read_text())
+    listed = data["networks"]
+    assert sorted(listed) == sorted(f"{n}@{s}" for n in nets.NETWORKS for s in nets.SIZES)
+    for name, spec in listed.items():
+        keys = [nets._key(lay) for lay in spec["layers"]]
+        assert len(set(keys)) == len(keys), name
+        assert all(lay["input"][0] == nets.SIZES[spec["size"]] for lay in spec["layers"])
+    assert sum(lay["count"] for lay in listed["resnet50@160"]["layers"]) == 53
+    assert sum(lay["count"] for lay in listed["vgg11@64"]["layers"]) == 8
+
+
+def _torchvision_or_skip(nets):
+    try:
+        return nets._import_torchvision()
+    except ImportError:
+        pytest.skip("torchvision is not installed (only --extract needs it)")
+
+
+@pytest.mark.exhaustive  # builds ten torchvision models (about 10 s)
+def test_networks_extract_reproduces_the_json():
+    """--extract's hooks list exactly what networks.json holds."""
+    nets = _networks_module()
+    _torchvision_or_skip(nets)
+    import json
+
+    data = json.loads((ROOT / "benchmarks" / "networks.json").read_text())
+    assert nets.extract()["networks"] == data["networks"]
+
+
+@pytest.mark.exhaustive  # a probe program (5-25 s), not the library
+def test_networks_quick():
+    """The networks benchmark's quick mode checks auto against lax on resnet18's first
+    three convolutions (it exits non-zero otherwise) and sums them, forward and
+    forward+backward; its arguments are checked by name."""
+    script = str(ROOT / "benchmarks" / "networks.py")
+    run = subprocess.run([sys.executable, script, "--quick", "--fwdbwd", "--no-torch"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "| resnet18 | 8x3x64x64 | 6 | 3 |" in run.stdout
+    assert "auto/raw-lax fwd" in run.stdout and "auto/raw-lax f+b" in run.stdout
+    for argv, message in [(["--repeats", "0"], "--repeats must be at least 1, got 0"),
+                          (["--networks", "lenet"], "--networks: unknown network 'lenet'; "
+                           "known: convnext_tiny, deeplabv3_resnet50, densenet121"),
+                          (["--sizes", "99"],
+                           "--sizes: no network is listed at 99; listed: [64, 160]")]:
+        bad = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True,
+                             timeout=600)
+        assert bad.returncode == 2
+        assert message in bad.stderr
