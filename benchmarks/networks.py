@@ -42,7 +42,7 @@ import numpy as np
 from jax import lax
 
 import jaxconv
-from jaxconv.benchmark import geomean, interleaved_samples, torch_available
+from jaxconv.benchmark import MAX_ROUNDS, geomean, interleaved_samples, torch_available
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "networks.json")
@@ -93,8 +93,11 @@ def extract(names: Sequence[str] = NETWORKS, sizes: dict[int, int] = SIZES) -> d
 
             def hook(module, args, _out, calls=calls, batch=batch, name=name):
                 padding = module.padding
-                if isinstance(padding, str):
-                    raise ValueError(f"{name}: string padding {padding!r} is not listed")
+                if isinstance(padding, str) or module.padding_mode != "zeros":
+                    raise ValueError(
+                        f"{name}: a Conv2d with padding={padding!r}, padding_mode="
+                        f"{module.padding_mode!r}; networks.json lists explicit zero padding "
+                        "only (raw lax and F.conv2d take no padding mode)")
                 layer = dict(input=[batch, *args[0].shape[1:]], weight=list(module.weight.shape),
                              stride=list(module.stride), padding=list(padding),
                              dilation=list(module.dilation), groups=module.groups,
@@ -157,8 +160,6 @@ def _jax_fns(layer: dict):
         return jaxconv.conv2d(x, w, b, **kw, impl="auto")
 
     def raw_lax(x, w, b):
-        if layer["padding_mode"] != "zeros":
-            raise ValueError(f"raw lax: padding_mode {layer['padding_mode']!r} is not listed")
         y = lax.conv_general_dilated(x, w, kw["stride"], [(p, p) for p in kw["padding"]],
                                      rhs_dilation=kw["dilation"],
                                      feature_group_count=kw["groups"],
@@ -216,7 +217,9 @@ def time_layer(layer: dict, repeats: int, min_time: float, fwdbwd: bool,
         got = np.asarray(jf(x, w, b))
         scale = np.abs(ref).max() or 1.0
         if not np.abs(got - ref).max() <= 1e-4 * scale:
-            raise AssertionError(f"{name} differs from lax on {_key(layer)}")
+            raise RuntimeError(f"{name}'s forward differs from lax's on {_describe(layer)}: "
+                               f"max |difference| {np.abs(got - ref).max():.3g} > 1e-4 x "
+                               f"max |lax| {scale:.3g}")
         runners[(name, "fwd")] = (lambda jf=jf: jax.block_until_ready(jf(x, w, b)))
         if fwdbwd:
             jg = jax.jit(_value_and_grad(f, ct))
@@ -227,9 +230,11 @@ def time_layer(layer: dict, repeats: int, min_time: float, fwdbwd: bool,
     return {f"{v} {k}": float(np.median(t)) for (v, k), t in times.items()}
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: int) -> str:
+    """A markdown table, its first `text_columns` columns left-aligned, the rest right."""
     lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+             "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(header)))
+             + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -262,10 +267,10 @@ def report(data: dict, per_layer: dict[str, dict[str, float]], fwdbwd: bool,
                 row += [f"{tot['raw-lax'] / tot['torch']:.2f}",
                         f"{tot['auto'] / tot['raw-lax']:.2f}"]
         rows.append(row)
-    out = [_table(header, rows), "",
-           _table(["input side", "kernel", f"geomean auto/{base}", f"worst auto/{base}"],
+    out = [_table(header, rows, 2), "",
+           _table(["input side", "pass", f"geomean auto/{base}", f"worst auto/{base}"],
                   [[size, k, f"{geomean(v):.2f}", f"{max(v):.2f}"]
-                   for (size, k), v in sorted(ratios.items())])]
+                   for (size, k), v in sorted(ratios.items())], 2)]
     if with_torch:
         loss = []
         for spec in data["networks"].values():
@@ -280,7 +285,7 @@ def report(data: dict, per_layer: dict[str, dict[str, float]], fwdbwd: bool,
         out += ["", "Where auto's forward loses the most time to PyTorch's (per network, "
                 "count x (auto - torch)):", "",
                 _table(["network", "input", "layer", "calls", "auto fwd ms", "raw-lax fwd ms",
-                        "torch fwd ms", "lost ms"], top)]
+                        "torch fwd ms", "lost ms"], top, 3)]
     return "\n".join(out)
 
 
@@ -299,15 +304,19 @@ def _describe(layer: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--networks", nargs="*", default=None, help="models to run (default: all)")
-    p.add_argument("--sizes", nargs="*", type=int, default=None,
+    p.add_argument("--networks", nargs="+", default=None, help="models to run (default: all)")
+    p.add_argument("--sizes", nargs="+", type=int, default=None,
                    help=f"input sides to run (of {sorted(SIZES)}; default: all)")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--min-time", type=float, default=0.25)
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed runs of each variant per distinct convolution, at least")
+    p.add_argument("--min-time", type=float, default=0.25,
+                   help=f"time each variant further, up to {MAX_ROUNDS} runs, until its runs "
+                   "add up to this many seconds")
     p.add_argument("--fwdbwd", action="store_true", help="time forward+backward too")
-    p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--markdown", default=None)
-    p.add_argument("--json", default=None)
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    p.add_argument("--markdown", default=None, help="write the tables to this file")
+    p.add_argument("--json", default=None,
+                   help="write the median times per distinct convolution to this file")
     p.add_argument("--quick", action="store_true",
                    help=f"resnet18 at 64x64, its first {QUICK_LAYERS} layers, one run (CI)")
     p.add_argument("--extract", action="store_true",
@@ -315,6 +324,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be at least 1, got {args.repeats}")
+    if (args.extract or args.quick) and (args.networks or args.sizes):
+        p.error(f"{'--extract' if args.extract else '--quick'} chooses its own networks and "
+                "sizes: drop --networks and --sizes")
     if args.extract:
         data = extract()
         with open(DATA, "w") as f:
@@ -352,8 +364,8 @@ def main(argv=None) -> int:
     head = (f"jaxconv {jaxconv.__version__}, jax {jax.__version__} on {jax.default_backend()} "
             f"({platform.processor() or platform.machine()}), float32; convolutions of "
             f"torchvision {data['torchvision']} models (benchmarks/networks.json); median of at "
-            f"least {args.repeats} interleaved runs per distinct convolution, up to 200 until "
-            f"{args.min_time} s")
+            f"least {args.repeats} interleaved runs per distinct convolution, up to "
+            f"{MAX_ROUNDS} until {args.min_time} s")
     text = head + "\n\n" + report(dict(data, networks=nets), per_layer, args.fwdbwd, with_torch)
     print(text)
     if args.markdown:

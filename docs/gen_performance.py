@@ -87,8 +87,8 @@ PAGES = [
        "`python benchmarks/networks.py`: ten torchvision architectures' convolutions, "
        "auto's forward against raw lax and PyTorch, summed per network."),
       ("Whole networks' convolutions before the inference work", "networks_before_cpu.md",
-       "The same at d67b543, before dead-tap elimination, the small-map rules and shift's "
-       "1x1 matmuls (issue 31), run right after the one above."),
+       "The same with the code from before dead-tap elimination, the small-map rules and "
+       "shift's 1x1 matmuls, run in the same session as the one above."),
       ("Scaling out", "scaling_cpu.md",
        "`python benchmarks/scaling.py --steps 30`: step time of "
        "`examples/sharded_training.py` with explicit and with automatic mesh axes. The "

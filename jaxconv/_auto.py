@@ -70,8 +70,9 @@ SHIFT_MAX_TERMS = 512  # Cg * prod(K) (F, W) and M * prod(K) (T): unrolled terms
 SMALL_SPATIAL = 25  # output positions per sample at or below which patches + matmul win
 # (late_3x3_512 at 4x4, and on the Zen 5 small_3x3_512 at 5x5: 2.1 against lax's 3.6 ms
 # forward, 7.3 against 9.5 f+b; grouped_3x3_2x2: 0.1 against shift's 0.7, 0.4 against 2.1)
-SMALL_SPATIAL_LAX_MAX_OUT = 64  # ... but dense 2-d stride-1 layers with at most this many
-# output channels on a map no smaller than the kernel keep lax's (Zen 5, 3x3 on 4x4 and 5x5
+SMALL_SPATIAL_LAX_MAX_OUT = 64  # ... but on AVX-512 CPUs dense 2-d stride-1 layers with at
+# most this many output channels on input and output maps no smaller than the (dilated)
+# kernel keep lax's (Zen 5, 3x3 on 4x4 and 5x5
 # with 128-256 input channels: lax's forward 0.33-0.89 of gather's, forward+backward
 # 0.28-0.75 with 32 and 64 output channels; 1.27-1.63 and 0.96-1.30 from 128; on 2x2, where
 # the kernel outgrows the map, gather's 2.8-5.5x faster)
@@ -153,7 +154,8 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
     group_out = out_channels // groups
     mode_padded = [n + lo + hi for n, (lo, hi) in zip(input_shape[2:], spec.mode_padding,
                                                       strict=True)]
-    out_positions = math.prod(spec.output_spatial(mode_padded, kernel))
+    out_spatial = spec.output_spatial(mode_padded, kernel)
+    out_positions = math.prod(out_spatial)
     strided = any(s > 1 for s in spec.stride)
     phases = all(s == 1 or d == 1 for s, d in zip(spec.stride, spec.dilation, strict=True))
 
@@ -171,13 +173,15 @@ def choose(spec: ConvSpec, input_shape, weight_shape, dtype: Any,
         if group_out * taps > SHIFT_MAX_TERMS:
             t, reasons[1] = "gather", f"{group_out * taps} terms per input: gather"
         return AutoChoice(f, t, w, _three(reasons))
-    if (out_positions <= SMALL_SPATIAL and spec.rank == 2 and groups == 1 and taps > 1
-            and not strided and out_channels <= SMALL_SPATIAL_LAX_MAX_OUT
-            and all(n >= d * (k - 1) + 1 for n, k, d in zip(
-                input_shape[2:], kernel, spec.dilation, strict=True))):
+    extents = [d * (k - 1) + 1 for k, d in zip(kernel, spec.dilation, strict=True)]
+    if (avx512 and out_positions <= SMALL_SPATIAL and spec.rank == 2 and groups == 1
+            and taps > 1 and not strided and out_channels <= SMALL_SPATIAL_LAX_MAX_OUT
+            and all(min(n, p) >= e for n, p, e in zip(mode_padded, out_spatial, extents,
+                                                       strict=True))):
+        # (the input gradient convolves the output-sized map: both at least the kernel)
         why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}), but "
-               f"{out_channels} output channels (<= {SMALL_SPATIAL_LAX_MAX_OUT}) on a map no "
-               "smaller than the kernel: XLA's CPU convolution")
+               f"{out_channels} output channels (<= {SMALL_SPATIAL_LAX_MAX_OUT}) on input and "
+               "output maps no smaller than the kernel: XLA's CPU convolution")
         return AutoChoice("lax", "lax", "lax", (why,) * 3)
     if out_positions <= SMALL_SPATIAL:
         why = (f"{out_positions} output positions per sample (<= {SMALL_SPATIAL}): "

@@ -47,6 +47,10 @@ IMPLS = jaxconv.available_impls()
     (((8, 128, 4, 4), (32, 128, 3, 3)), dict(padding=2, dilation=2), ("gather",) * 3),
     (((8, 128, 8, 8), (32, 128, 3, 3)), dict(stride=2, padding=1), ("gather",) * 3),
     (((8, 128, 25), (32, 128, 3)), dict(padding=1), ("gather",) * 3),
+    # (the output map too: a valid 3x3 on 4x4 leaves 2x2, which the input gradient convolves)
+    (((8, 128, 4, 4), (32, 128, 3, 3)), {}, ("gather",) * 3),
+    (((8, 128, 3, 3), (32, 128, 3, 3)), dict(padding=1, padding_mode="reflect"),
+     ("lax",) * 3),
     # ... grouped with more than 8 channels per group, and 1x1, on tiny maps too (depthwise
     # keeps shift-and-add)
     (((8, 400, 2, 2), (400, 16, 3, 3)), dict(padding=1, groups=25), ("gather",) * 3),
@@ -487,5 +491,14 @@ def test_small_map_few_output_channels_rule_says_why():
     choice = jaxconv.explain_auto((8, 128, 4, 4), (32, 128, 3, 3), padding=1, backend="cpu",
                                   avx512=True)
     assert choice.reasons == ("16 output positions per sample (<= 25), but 32 output "
-                              "channels (<= 64) on a map no smaller than the kernel: XLA's "
-                              "CPU convolution",) * 3
+                              "channels (<= 64) on input and output maps no smaller than the "
+                              "kernel: XLA's CPU convolution",) * 3
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_small_map_few_output_channels_rule_only_with_avx512(mode):
+    """Measured on an AVX-512 machine only: without AVX-512 such layers keep gather's
+    (and the mode-padded one never reaches lax's weight gradient, which is slow there)."""
+    shapes, kwargs = ((8, 128, 4, 4), (32, 128, 3, 3)), dict(padding=1, padding_mode=mode)
+    assert jaxconv.explain_auto(*shapes, **kwargs, avx512=True).impls == ("lax",) * 3
+    assert jaxconv.explain_auto(*shapes, **kwargs, avx512=False).impls == ("gather",) * 3

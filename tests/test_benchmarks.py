@@ -147,6 +147,7 @@ def test_pointwise_probe_quick():
     assert run.returncode == 0, run.stderr
     assert "| 2, 32, 20x20, 24, 1 | 400 |" in run.stdout and "| per-image |" in run.stdout
     assert "| 2, 32, 7x7, 24, 2 | 16 |" in run.stdout and "| all-images |" in run.stdout
+    assert "| group batch ms |" in run.stdout and "| group batch / all-images |" in run.stdout
     bad = subprocess.run([sys.executable, probe, "--repeats", "0"], capture_output=True,
                          text=True, timeout=600)
     assert bad.returncode == 2
@@ -212,6 +213,7 @@ def test_networks_report_sums_each_networks_calls():
     # auto 3*4 + 2*1 = 14 ms, raw lax 3*5 + 2*3 = 21, torch 3*2 + 2*2 = 10
     assert "| n | 2x3x6x6 | 5 | 2 | 14.0 | 21.0 | 10.0 | 1.40 | 2.10 | 0.67 |" in text
     assert "| 6 | fwd | 1.40 | 1.40 |" in text
+    assert "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" in text
     assert "| n | 6 | 8->8 3x3 on 6x6 | 3 | 4.00 | 5.00 | 2.00 | 6.0 |" in text
     assert "| n | 6 | 8->8 3x3 on 6x6 g8 | 2 | 1.00 | 3.00 | 2.00 | -2.0 |" in text
 
@@ -236,7 +238,7 @@ def test_networks_json_lists_every_call():
 def _torchvision_or_skip(nets):
     try:
         return nets._import_torchvision()
-    except ImportError:
+    except (ImportError, RuntimeError):  # not installed, or its compiled operators broken
         pytest.skip("torchvision is not installed (only --extract needs it)")
 
 
@@ -266,7 +268,11 @@ def test_networks_quick():
                           (["--networks", "lenet"], "--networks: unknown network 'lenet'; "
                            "known: convnext_tiny, deeplabv3_resnet50, densenet121"),
                           (["--sizes", "99"],
-                           "--sizes: no network is listed at 99; listed: [64, 160]")]:
+                           "--sizes: no network is listed at 99; listed: [64, 160]"),
+                          (["--extract", "--sizes", "64"], "--extract chooses its own "
+                           "networks and sizes: drop --networks and --sizes"),
+                          (["--quick", "--networks", "vgg11"], "--quick chooses its own "
+                           "networks and sizes: drop --networks and --sizes")]:
         bad = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True,
                              timeout=600)
         assert bad.returncode == 2

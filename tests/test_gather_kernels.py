@@ -502,25 +502,35 @@ def test_shift_pointwise_per_image_rule(kernel, positions, group_in, picks):
     assert _shift.per_image_matmul(kernel, positions, group_in) is picks
 
 
-
 @pytest.mark.parametrize("groups", [1, 2])
-@pytest.mark.parametrize("kernel", [(1, 1), (3, 3)])
-def test_shift_matmuls_have_no_group_batch_dimension_with_one_group(groups, kernel):
+@pytest.mark.parametrize(("rank", "kernel", "stride", "dilation", "dtype"), [
+    (2, (1, 1), (1, 1), (1, 1), "float64"), (2, (3, 3), (1, 1), (1, 1), "float64"),
+    (1, (3,), (2,), (2,), "float64"), (3, (1, 2, 1), (1, 2, 1), (1, 1, 1), "float64"),
+    (2, (3, 3), (1, 1), (1, 1), "bfloat16")])
+def test_shift_matmuls_have_no_group_batch_dimension_with_one_group(groups, rank, kernel,
+                                                                    stride, dilation, dtype):
     """With one group, shift's per-tap forward matmuls have no size-1 group batch
     dimension (XLA copied the weight transposed for one on every call: 1x1 forwards on
     small maps ran up to 2x slower); with several, the group is the batch dimension.
-    Either way they equal lax's forward."""
-    spec = jaxconv.ConvSpec(rank=2, stride=(1, 1), padding=((1, 1), (0, 1)), dilation=(1, 1),
+    Either way they equal lax's forward (half precision: rounded once)."""
+    spatial = {1: (11,), 2: (5, 4), 3: (3, 5, 4)}[rank]
+    pads = ((1, 1), (0, 1), (1, 0))[:rank]
+    spec = jaxconv.ConvSpec(rank=rank, stride=stride, padding=pads, dilation=dilation,
                             groups=groups)
     rng = np.random.default_rng(0)
     c_in, c_out = 18 * groups, 6 * groups  # more than UNROLL_MAX channels: the matmuls
-    x = jnp.asarray(rng.standard_normal((2, c_in, 5, 4)))
-    w = jnp.asarray(rng.standard_normal((c_out, 18, *kernel)))
-    assert not _shift.per_image_matmul(kernel, spec.output_spatial((5, 4), kernel), 18)
+    x = jnp.asarray(rng.standard_normal((2, c_in, *spatial)), dtype)
+    w = jnp.asarray(rng.standard_normal((c_out, 18, *kernel)), dtype)
+    assert not _shift.per_image_matmul(kernel, spec.output_spatial(spatial, kernel), 18)
     jaxpr = jax.make_jaxpr(lambda a, b: _shift.forward(a, b, spec))(x, w)
     dims = [eqn.params["dimension_numbers"][1] for eqn in _all_eqns(jaxpr.jaxpr)
             if eqn.primitive.name == "dot_general"]
     assert len(dims) == math.prod(kernel)
     assert all(len(lhs) == len(rhs) == int(groups > 1) for lhs, rhs in dims), dims
-    np.testing.assert_allclose(np.asarray(_shift.forward(x, w, spec)),
-                               np.asarray(_lax.forward(x, w, spec)), rtol=1e-10, atol=1e-10)
+    got = _shift.forward(x, w, spec)
+    assert got.dtype == x.dtype
+    f32 = jnp.float32 if dtype == "bfloat16" else x.dtype
+    want = _lax.forward(x.astype(f32), w.astype(f32), spec)
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64),
+                               rtol=2 ** -8 if dtype == "bfloat16" else 1e-10,
+                               atol=1e-2 if dtype == "bfloat16" else 1e-10)
