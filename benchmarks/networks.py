@@ -43,6 +43,7 @@ from jax import lax
 
 import jaxconv
 from jaxconv.benchmark import MAX_ROUNDS, geomean, interleaved_samples, torch_available
+from jaxconv.cli._util import table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "networks.json")
@@ -230,13 +231,9 @@ def time_layer(layer: dict, repeats: int, min_time: float, fwdbwd: bool,
     return {f"{v} {k}": float(np.median(t)) for (v, k), t in times.items()}
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: int) -> str:
-    """A markdown table, its first `text_columns` columns left-aligned, the rest right."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(header)))
-             + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    """A markdown table (:func:`jaxconv.cli._util.table`: numeric columns right-aligned)."""
+    return table(header, [[str(cell) for cell in row] for row in rows])[1]
 
 
 def report(data: dict, per_layer: dict[str, dict[str, float]], fwdbwd: bool,
@@ -267,10 +264,10 @@ def report(data: dict, per_layer: dict[str, dict[str, float]], fwdbwd: bool,
                 row += [f"{tot['raw-lax'] / tot['torch']:.2f}",
                         f"{tot['auto'] / tot['raw-lax']:.2f}"]
         rows.append(row)
-    out = [_table(header, rows, 2), "",
+    out = [_table(header, rows), "",
            _table(["input side", "pass", f"geomean auto/{base}", f"worst auto/{base}"],
                   [[size, k, f"{geomean(v):.2f}", f"{max(v):.2f}"]
-                   for (size, k), v in sorted(ratios.items())], 2)]
+                   for (size, k), v in sorted(ratios.items())])]
     if with_torch:
         loss = []
         for spec in data["networks"].values():
@@ -285,7 +282,7 @@ def report(data: dict, per_layer: dict[str, dict[str, float]], fwdbwd: bool,
         out += ["", "Where auto's forward loses the most time to PyTorch's (per network, "
                 "count x (auto - torch)):", "",
                 _table(["network", "input", "layer", "calls", "auto fwd ms", "raw-lax fwd ms",
-                        "torch fwd ms", "lost ms"], top, 3)]
+                        "torch fwd ms", "lost ms"], top)]
     return "\n".join(out)
 
 

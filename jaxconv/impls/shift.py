@@ -164,6 +164,19 @@ def per_image_matmul(kernel: Sequence[int], out_spatial: Sequence[int], group_in
             and math.prod(out_spatial) >= PER_IMAGE_MATMUL_MIN_POSITIONS)
 
 
+def _channel_matmul(xs: jax.Array, wt: jax.Array, spec: ConvSpec, acc) -> jax.Array:
+    """One tap's channel sum as a matmul: ``[N, G, Cg, *P] [G, M, Cg] -> [N, G, M, *P]``.
+    With one group the group is not a batch dimension of the ``dot_general`` (as one, XLA
+    copied ``wt`` transposed on every call: module docstring)."""
+    rank = xs.ndim - 3
+    kw = dict(precision=spec.precision, preferred_element_type=acc)
+    if xs.shape[1] == 1:  # [N, Cg, *P] [M, Cg] -> [N, *P, M]
+        term = lax.dot_general(xs[:, 0], wt[0], (([1], [1]), ((), ())), **kw)
+        return jnp.moveaxis(term, rank + 1, 1)[:, None]
+    term = lax.dot_general(xs, wt, (([2], [2]), ([1], [0])), **kw)  # [G, N, *P, M]
+    return jnp.moveaxis(term, (0, rank + 2), (1, 2))
+
+
 def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     """``y = Σ_{k,c} w[:, :, c, k] · X_k[:, :, c]``: ``(N, C_in, *S) -> (N, C_out, *P)``."""
     n, groups, rank = x.shape[0], spec.groups, spec.rank
@@ -186,17 +199,8 @@ def forward(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
         return fusion_fence(y.reshape(n, out_channels, *out_spatial).astype(x.dtype))
     for tap in _taps(kernel):
         xs = _window(xp, tap, spec_p, out_spatial)  # (N, G, Cg, *P)
-        if group_in > UNROLL_MAX and groups == 1:  # [N, C, *P] [M, C] -> [N, *P, M]
-            # (the group as a batch dimension made XLA copy w transposed: module docstring)
-            term = lax.dot_general(xs[:, 0], wg[(0, Ellipsis, *tap)], (([1], [1]), ((), ())),
-                                   precision=spec.precision, preferred_element_type=acc)
-            term = jnp.moveaxis(term, rank + 1, 1)[:, None]
-            y = term if y is None else y + term
-            continue
-        if group_in > UNROLL_MAX:  # [N, G, Cg, *P] [G, M, Cg] -> [G, N, *P, M]
-            term = lax.dot_general(xs, wg[(Ellipsis, *tap)], (([2], [2]), ([1], [0])),
-                                   precision=spec.precision, preferred_element_type=acc)
-            term = jnp.moveaxis(term, (0, rank + 2), (1, 2))
+        if group_in > UNROLL_MAX:
+            term = _channel_matmul(xs, wg[(Ellipsis, *tap)], spec, acc)
             y = term if y is None else y + term
             continue
         for c in range(group_in):
